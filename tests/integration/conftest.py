@@ -1,0 +1,28 @@
+"""Integration tests run on the bundled real models; `make models` fetches them (the test command does)."""
+
+import pytest
+
+from workbench import models
+
+pytestmark = pytest.mark.integration
+
+
+def bundled(name: str):
+    if not models.is_cached(name):
+        pytest.fail(f"{name} is not fetched: run `make models` (or `sinkbench models fetch {name}`) first")
+    return models.load(name)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    return bundled("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def gemma3():
+    return bundled("gemma3-270m")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    return bundled("minilm-l6")

