@@ -230,7 +230,20 @@ def _eval_run(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
+def _discover_commands() -> None:
+    """Subcommands of other modules live in `workbench/cli_*.py` (each uses @command); import them all."""
+    import importlib
+    import pkgutil
+
+    import workbench
+
+    for module in pkgutil.iter_modules(workbench.__path__):
+        if module.name.startswith("cli_"):
+            importlib.import_module(f"workbench.{module.name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    _discover_commands()
     parser = argparse.ArgumentParser(
         prog="sinkbench",
         description="Sink Workbench: measure attention sinks, intervene on them through TransformerLens hooks, "

@@ -14,6 +14,7 @@ Names the zoo knows:
 - bundled real models: `smollm2-135m` (default), `minilm-l6`, `gemma3-270m`;
 - `tiny-llama`, `tiny-gemma3`, `tiny-bert`: random models built from a config (no download), for tests;
   append `@SEED` to change the seed (`tiny-llama@3`);
+- `toy:DIR`: a small transformer trained by `sinkbench train` (workbench.toy);
 - a local Hugging Face model directory;
 - a Hugging Face id already in the local HF cache (set SINKBENCH_ONLINE=1 to allow downloads).
 """
@@ -468,6 +469,11 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: Any = None
 
     dtype = dtype or torch.float32
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(name, str) and name.startswith("toy:"):
+        # A toy trained by `sinkbench train`: a HookedRootModule with the same hook names (workbench.toy).
+        from workbench.toy import load_toy
+
+        return load_toy(name[len("toy:"):], device=device)
     key = (name, str(device), str(dtype))
     if not fresh and key in _LOADED:
         bridge = _LOADED[key]

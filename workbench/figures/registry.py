@@ -30,8 +30,8 @@ import pandas as pd
 from workbench.errors import InputError, ModelNotAvailable, WorkbenchError
 from workbench.results import Results, cached, identity_hash
 
-# Modules that register recipes; importing them fills REGISTRY.
-RECIPE_MODULES: list[str] = []
+# Recipes live in `workbench/figures/recipes_*.py`; importing them fills REGISTRY.
+RECIPE_PREFIX = "recipes_"
 
 REGISTRY: dict[str, Recipe] = {}
 
@@ -105,8 +105,14 @@ def recipe(name: str, *, title: str, reproduces: str, params: dict | None = None
 
 
 def recipes() -> dict[str, Recipe]:
-    for module in RECIPE_MODULES:
-        importlib.import_module(module)
+    """Every registered recipe (importing each `workbench/figures/recipes_*.py` registers its own)."""
+    import pkgutil
+
+    import workbench.figures as package
+
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if module.name.startswith(RECIPE_PREFIX):
+            importlib.import_module(f"workbench.figures.{module.name}")
     return dict(REGISTRY)
 
 
