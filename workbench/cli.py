@@ -226,6 +226,78 @@ def _eval_run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
+# probe
+# --------------------------------------------------------------------------------------------------
+
+
+@command
+def _probe(sub: argparse._SubParsersAction) -> None:
+    from workbench.probes import PROBES
+
+    names = "\n".join(f"  {name:<20} {probe.summary}" for name, probe in PROBES.items())
+    parser = _parser(sub, "probe", "read-only measurements of attention sinks (hook only what is read)",
+                     "  sinkbench probe sinks --model smollm2-135m --window 64 --n-windows 32 --eps 0.3 0.5 --json out/sinks.json\n"
+                     "  sinkbench probe sinks --prompts repeated --window 64      # Gu et al. Table 1 control\n"
+                     "  sinkbench probe sink-tokens --window 256 --top 15\n"
+                     "  sinkbench probe massive-activations --rule ratio --ratio-threshold 500\n"
+                     "  sinkbench probe implicit-bias --model gemma3-270m --layers 5,11,17\n"
+                     "  sinkbench probe sinks --model minilm-l6 --sink sep          # encoder: [SEP] as the sink\n\n"
+                     "probes:\n" + names + "\n\nmetric names per probe: see `python -c 'import workbench.probes as p; help(p)'`")
+    parser.add_argument("name", choices=list(PROBES), help="which probe")
+    add_model_arg(parser)
+    add_data_args(parser, window=64, n_windows=16)
+    parser.add_argument("--sink", default="bos",
+                        help="the sink: bos (position 0; [CLS] on encoders), a position (0 or 0,5), tok:TOKEN "
+                             "(tok:. tok:\\n), cls, sep, or auto:EPS (default bos)")
+    parser.add_argument("--eps", type=float, nargs="+", default=None, help="sink-ratio thresholds (default 0.3 0.5 0.8)")
+    parser.add_argument("--layers", default=None, help="layers to hook: all (default), 5, 3-10 or 1,4,7")
+    parser.add_argument("--heads", default=None, help="heads (attention-maps only): all, 2 or 0-3")
+    parser.add_argument("--top", type=int, default=None, help="sink-tokens: tokens to rank; massive-activations: top-k")
+    parser.add_argument("--rule", choices=["sun", "ratio"], default="sun",
+                        help="massive-activations: sun = |a| > 100 and >= ratio x median; ratio = the ratio alone")
+    parser.add_argument("--abs-threshold", type=float, default=100.0, help="massive-activations |a| floor (default 100)")
+    parser.add_argument("--ratio-threshold", type=float, default=1000.0,
+                        help="massive-activations |a| / median (default 1000)")
+    parser.add_argument("--json", type=Path, default=None, help="write the Results here (.json/.csv)")
+    parser.set_defaults(func=_probe_run)
+
+
+def _probe_options(args: argparse.Namespace) -> dict:
+    options: dict = {"batch_size": args.batch_size}
+    if args.name not in ("massive-activations",):
+        options["layers"] = args.layers
+    if args.name in ("sinks", "norms", "implicit-bias", "heads"):
+        options["sink"] = args.sink
+    if args.name == "sinks" and args.eps:
+        options["eps"] = args.eps
+    if args.name == "heads" and args.eps:
+        options["eps"] = args.eps[0]
+    if args.name == "sink-tokens" and args.top:
+        options["top"] = args.top
+    if args.name == "attention-maps":
+        options["heads"] = args.heads
+    if args.name == "massive-activations":
+        options.update(layers=args.layers, rule=args.rule, abs_threshold=args.abs_threshold,
+                       ratio_threshold=args.ratio_threshold, top_k=args.top or 3)
+    return options
+
+
+def _probe_run(args: argparse.Namespace) -> int:
+    from workbench import probes
+    from workbench.data import describe
+
+    model = load_model(args)
+    dataset = load_data(args, model)
+    print(describe(dataset))
+    results = probes.run(args.name, model, dataset, **_probe_options(args))
+    summarize = probes.PROBES[args.name].summarize
+    if summarize:
+        print(summarize(results))
+    save_results(results, args.json)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,112 @@
+"""Read-only measurements of attention sinks. Each probe hooks only what it reads and returns Results.
+
+    >>> from workbench import probes
+    >>> res = probes.run("sinks", model, data, eps=[0.3, 0.5])
+    >>> print(probes.PROBES["sinks"].summarize(res))
+
+| probe | metrics (rows) |
+|---|---|
+| `sinks` | first_token_attention / sink_attention, last_token_attention (layer, head); sink_ratio, sink_ratio_per_sequence (eps[, layer]); uniform_attention |
+| `sink-tokens` | attention_received, uniform_baseline, ratio_to_uniform, first_occurrence_ratio (rank, token) |
+| `massive-activations` | top1..topK, median, top1_to_median, massive_count, massive_dims, first_token_norm_ratio (layer); first_massive_layer |
+| `norms` | value/fnorm/written/key norms and qk cosines, sink vs other; attention_share_sink, contribution_share_sink (layer, head) |
+| `implicit-bias` | sink_term_norm, sink_term_share, sink_term_cv, null_term_cv, null_term_norm (layer, head); sink_value_max_deviation[_relative] (layer, kv_head) |
+| `heads` | head_class (value = sink score, label), head_count (label) |
+| `attention-maps` | attention (layer, head, q, k) averaged over sequences |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from workbench.errors import InputError
+from workbench.probes.activations import massive_activations
+from workbench.probes.heads import heads
+from workbench.probes.norms import implicit_bias, norms
+from workbench.probes.sinks import attention_maps, detect_sinks, sink_tokens, sinks
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    name: str
+    run: Callable[..., Any]
+    summary: str
+    summarize: Callable[..., str] | None = None
+
+
+def _generic(metric: str, columns: list[str]) -> Callable[[Any], str]:
+    def summarize(results) -> str:
+        frame = results.df[results.df.metric == metric]
+        by_layer = frame.groupby("layer").value.agg(["mean", "max"]) if "layer" in frame else None
+        head = f"{metric} per layer (mean / max over heads)"
+        body = "\n".join(f"  layer {int(k):>2}: {v['mean']:.4f} / {v['max']:.4f}" for k, v in by_layer.iterrows())
+        return head + "\n" + body
+    return summarize
+
+
+def _sinks_summary(results) -> str:
+    from workbench.probes.sinks import summarize
+
+    return summarize(results)
+
+
+def _massive_summary(results) -> str:
+    from workbench.probes.activations import summarize
+
+    return summarize(results)
+
+
+def _heads_summary(results) -> str:
+    from workbench.probes.heads import summarize
+
+    return summarize(results)
+
+
+def _tokens_summary(results) -> str:
+    frame = results.df.pivot_table(index=["rank", "token", "count"], columns="metric", values="value").reset_index()
+    frame["token"] = frame["token"].map(repr)
+    return "tokens ranked by attention received / uniform baseline\n" + frame.to_string(index=False)
+
+
+def _norms_summary(results) -> str:
+    frame = results.df.pivot_table(index="layer", columns="metric", values="value", aggfunc="mean")
+    keep = ["attention_share_sink", "contribution_share_sink", "value_norm_sink", "value_norm_other",
+            "written_norm_sink", "qk_cosine_sink", "qk_cosine_other"]
+    return "mean over heads per layer\n" + frame[[k for k in keep if k in frame]].round(4).to_string()
+
+
+def _bias_summary(results) -> str:
+    frame = results.df[results.df["head"].notna()]
+    table = frame.pivot_table(index="layer", columns="metric", values="value", aggfunc="median")
+    dev = results.df[results.df.metric == "sink_value_max_deviation_relative"].groupby("layer").value.max()
+    table["sink_value_max_dev_rel"] = dev
+    return "median over heads per layer\n" + table.round(4).to_string()
+
+
+PROBES: dict[str, Probe] = {p.name: p for p in [
+    Probe("sinks", sinks, "first-token (sink) attention per head and the sink ratio (Gu et al. 2025)", _sinks_summary),
+    Probe("sink-tokens", sink_tokens, "which tokens beyond position 0 act as sinks (vs the uniform baseline)",
+          _tokens_summary),
+    Probe("massive-activations", massive_activations, "top-k |activation| per layer vs the median (Sun et al. 2024)",
+          _massive_summary),
+    Probe("norms", norms, "value norms and norm-based contributions, sink vs other (Kobayashi et al. 2020)",
+          _norms_summary),
+    Probe("implicit-bias", implicit_bias, "the sink term A[q,s] v_s W_O: size, share, constancy (Sun et al. §4.2)",
+          _bias_summary),
+    Probe("heads", heads, "label heads sink / dormant candidate / other", _heads_summary),
+    Probe("attention-maps", attention_maps, "attention patterns averaged over sequences (StreamingLLM Fig. 2)",
+          _generic("attention", ["layer", "head"])),
+]}
+
+
+def run(name: str, model: Any, data: Any, **options: Any):
+    """Run a probe by name."""
+    if name not in PROBES:
+        raise InputError(f"unknown probe {name!r}: available {', '.join(PROBES)}")
+    return PROBES[name].run(model, data, **options)
+
+
+__all__ = ["PROBES", "Probe", "attention_maps", "detect_sinks", "heads", "implicit_bias", "massive_activations",
+           "norms", "run", "sink_tokens", "sinks"]

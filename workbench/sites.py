@@ -1,0 +1,263 @@
+"""Where experiments touch a model: hook names, layer/head selectors, and sink positions.
+
+    >>> sites.pattern(3)                                   # 'blocks.3.attn.hook_pattern'
+    >>> sites.parse_layers("3-10", model)                  # (3, 4, ..., 10), range-checked
+    >>> SinkSpec.parse("bos").key_mask(tokens, model)      # [batch, T] bool: where the sink keys are
+
+Hook names are TransformerLens's (the contract every model in the zoo satisfies):
+`blocks.{l}.attn.hook_pattern` [batch, head, q, k] post-softmax weights (a modified pattern flows
+into the output), `hook_attn_scores` (pre-softmax on every adapter we checked, see
+`scores_are_pre_softmax`), `hook_q` [batch, pos, head, d_head], `hook_k`/`hook_v` [batch, pos, kv_head,
+d_head] (GQA: query head h reads value head h // group_size), `hook_z` [batch, pos, head, d_head],
+`blocks.{l}.hook_resid_pre/mid/post` [batch, pos, d_model].
+
+Sinks are explicit: `bos` (position 0; [CLS] on encoders), positions (`0`, `0,5`), tokens
+(`tok:.`, `tok:\\n`, `sep`, `cls`), or `auto:EPS` (keys whose mean received attention exceeds EPS,
+found by a first pass).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from workbench.errors import InputError
+
+RESID_PRE, RESID_MID, RESID_POST = "hook_resid_pre", "hook_resid_mid", "hook_resid_post"
+
+
+def hook(layer: int, name: str) -> str:
+    return f"blocks.{layer}.{name}"
+
+
+def pattern(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_pattern"
+
+
+def scores(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_attn_scores"
+
+
+def z(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_z"
+
+
+def v(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_v"
+
+
+def resid(layer: int, where: str = RESID_POST) -> str:
+    return f"blocks.{layer}.{where}"
+
+
+def layer_of(hook_name: str) -> int:
+    match = re.match(r"blocks\.(\d+)\.", hook_name)
+    if not match:
+        raise ValueError(f"{hook_name} is not a per-block hook")
+    return int(match.group(1))
+
+
+def _info(model: Any):
+    from workbench.models import info
+
+    return info(model)
+
+
+def require_pattern_hooks(model: Any) -> None:
+    """Refuse a model whose attention kernel exposes no post-softmax pattern (fused SDPA / flash)."""
+    if pattern(0) not in model.hook_dict:
+        raise InputError(f"{_info(model).name} exposes no attention pattern (no {pattern(0)} hook): its attention "
+                         "kernel is fused; load it with eager attention")
+
+
+def _parse_index_spec(spec: Any, count: int, what: str, model_name: str) -> tuple[int, ...]:
+    """None/'all' -> everything; int; 'a-b'; 'a,b,c'; or an iterable of ints. Negative ints count from the end."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "all", "*")):
+        return tuple(range(count))
+    if isinstance(spec, str):
+        out: list[int] = []
+        for part in spec.split(","):
+            part = part.strip()
+            if re.fullmatch(r"-?\d+", part):
+                out.append(int(part))
+            elif re.fullmatch(r"\d+\s*-\s*\d+", part):
+                low, high = (int(x) for x in part.split("-"))
+                if low > high:
+                    raise InputError(f"{what} range {part!r} is empty (start > end) for {model_name}")
+                out.extend(range(low, high + 1))
+            else:
+                raise InputError(f"cannot read {what}s {spec!r}: use 'all', 5, '3-10' or '1,4,7'")
+        items: Iterable[Any] = out
+    elif isinstance(spec, int) and not isinstance(spec, bool):
+        items = [spec]
+    else:
+        items = list(spec)
+    result = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise InputError(f"{what} must be integers, got {item!r}")
+        index = item + count if item < 0 else item
+        if not 0 <= index < count:
+            raise InputError(f"{what} {item} is out of range for {model_name}: allowed 0..{count - 1}")
+        if index not in result:
+            result.append(index)
+    if not result:
+        raise InputError(f"no {what}s selected")
+    return tuple(sorted(result))
+
+
+def parse_layers(spec: Any, model: Any) -> tuple[int, ...]:
+    model_info = _info(model)
+    return _parse_index_spec(spec, model_info.n_layers, "layer", model_info.name)
+
+
+def parse_heads(spec: Any, model: Any) -> tuple[int, ...]:
+    model_info = _info(model)
+    return _parse_index_spec(spec, model_info.n_heads, "head", model_info.name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sinks
+# --------------------------------------------------------------------------------------------------
+
+_ENCODER_TOKENS = {"cls", "sep"}
+
+
+@dataclasses.dataclass(frozen=True)
+class SinkSpec:
+    """Which key positions count as the sink.
+
+    kind: "positions" (fixed indices; `bos` is position 0), "tokens" (every occurrence of these
+    tokens), or "auto" (positions whose mean received attention, over layers, heads and valid queries,
+    exceeds `eps`; resolved by `workbench.probes.sinks.detect_sinks`).
+    """
+
+    kind: str = "positions"
+    positions: tuple[int, ...] = (0,)
+    tokens: tuple[str, ...] = ()
+    eps: float = 0.3
+
+    @classmethod
+    def parse(cls, spec: Any = "bos") -> SinkSpec:
+        if isinstance(spec, SinkSpec):
+            return spec
+        if spec is None:
+            return cls()
+        if isinstance(spec, int) and not isinstance(spec, bool):
+            return cls("positions", (spec,))
+        if isinstance(spec, (list, tuple)):
+            return cls("positions", tuple(int(p) for p in spec))
+        text = str(spec).strip()
+        lowered = text.lower()
+        if lowered in ("bos", "first", "0"):
+            return cls()
+        if lowered in _ENCODER_TOKENS:
+            return cls("tokens", tokens=(lowered,))
+        if lowered.startswith(("tok:", "token:")):
+            token = text.split(":", 1)[1]
+            token = token.encode().decode("unicode_escape") if "\\" in token else token
+            if not token:
+                raise InputError("sink token is empty: write e.g. tok:. or tok:\\n")
+            return cls("tokens", tokens=(token,))
+        if lowered.startswith("auto"):
+            eps = float(text.split(":", 1)[1]) if ":" in text else 0.3
+            check_eps(eps)
+            return cls("auto", positions=(), eps=eps)
+        if re.fullmatch(r"\d+(\s*,\s*\d+)*", text):
+            return cls("positions", tuple(int(p) for p in text.split(",")))
+        raise InputError(f"cannot read sink {spec!r}: use bos, a position (0 or 0,5), tok:TOKEN (tok:. tok:\\n), "
+                         "cls, sep or auto:EPS")
+
+    @property
+    def label(self) -> str:
+        if self.kind == "positions":
+            return "bos" if self.positions == (0,) else "pos " + ",".join(map(str, self.positions))
+        if self.kind == "tokens":
+            return "tok " + ",".join(repr(t)[1:-1] for t in self.tokens)
+        return f"auto eps={self.eps}"
+
+    def token_ids(self, model: Any) -> list[int]:
+        """Vocabulary ids of the sink tokens; a token must be a single id of the model's tokenizer."""
+        model_info = _info(model)
+        tokenizer = model_info.tokenizer
+        ids = []
+        for token in self.tokens:
+            if token in _ENCODER_TOKENS:
+                if model_info.causal:
+                    raise InputError(f"sink {token!r} is an encoder token ([{token.upper()}]); {model_info.name} is a "
+                                     "causal LM: use bos, a position or tok:TOKEN")
+                found = model_info.cls_token_id if token == "cls" else model_info.sep_token_id
+                ids.append(found)
+                continue
+            special = tokenizer.convert_tokens_to_ids(token) if token in tokenizer.get_vocab() else None
+            encoded = tokenizer(token, add_special_tokens=False)["input_ids"]
+            if special is not None and special != tokenizer.unk_token_id:
+                ids.append(special)
+            elif len(encoded) == 1:
+                ids.append(encoded[0])
+            else:
+                raise InputError(f"sink token {token!r} is not a single token for {model_info.name} "
+                                 f"(it encodes to {len(encoded)} ids: {encoded[:6]})")
+        return ids
+
+    def key_mask(self, tokens: torch.Tensor, model: Any, positions: Sequence[int] | None = None) -> torch.Tensor:
+        """[batch, T] bool: True at the sink keys of each sequence. `positions` resolves an `auto` spec."""
+        batch, length = tokens.shape
+        mask = torch.zeros(batch, length, dtype=torch.bool, device=tokens.device)
+        if self.kind == "positions" or (self.kind == "auto" and positions is not None):
+            chosen = self.positions if self.kind == "positions" else tuple(positions)
+            for position in chosen:
+                if not 0 <= position < length:
+                    raise InputError(f"sink position {position} is outside the sequence: allowed 0..{length - 1} "
+                                     f"(T = {length})")
+                mask[:, position] = True
+            return mask
+        if self.kind == "auto":
+            raise InputError("an auto sink must be resolved first (workbench.probes.sinks.detect_sinks)")
+        for token_id in self.token_ids(model):
+            mask |= tokens == token_id
+        missing = (~mask.any(dim=1)).nonzero().flatten().tolist()
+        if missing:
+            raise InputError(f"sink token(s) {self.tokens} do not occur in {len(missing)} of {batch} input sequences "
+                             f"(e.g. sequence {missing[0]} of this batch); choose another sink or other data")
+        return mask
+
+
+def check_eps(eps: float) -> float:
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0.0 <= float(eps) <= 1.0:
+        raise InputError(f"eps = {eps!r} is out of range: allowed [0, 1]")
+    return float(eps)
+
+
+def query_mask(key_mask: torch.Tensor, causal: bool) -> torch.Tensor:
+    """[batch, T] bool: the queries over which attention to the sink is averaged.
+
+    A query counts when it can see a sink key and is not itself a sink: on a causal model q > the
+    first sink position (query 0 can only attend to itself), on an encoder every non-sink query.
+    """
+    batch, length = key_mask.shape
+    positions = torch.arange(length, device=key_mask.device).expand(batch, length)
+    if causal:
+        first = torch.where(key_mask, positions, torch.full_like(positions, length)).min(dim=1, keepdim=True).values
+        return (positions > first) & ~key_mask
+    return ~key_mask
+
+
+def scores_are_pre_softmax(model: Any, tokens: torch.Tensor | None = None, layer: int = 0) -> bool:
+    """Check, on this adapter, whether `hook_attn_scores` fires before the softmax (softmax(scores) == pattern)."""
+    require_pattern_hooks(model)
+    if tokens is None:
+        tokens = torch.tensor([[_info(model).bos_token_id or _info(model).cls_token_id or 1, 5, 6, 7, 8, 9]])
+    seen: dict[str, torch.Tensor] = {}
+
+    def grab(tensor: torch.Tensor, hook: Any) -> None:
+        seen[hook.name.rsplit(".", 1)[-1]] = tensor.detach().clone()
+
+    with torch.no_grad(), model.hooks(fwd_hooks=[(scores(layer), grab), (pattern(layer), grab)]):
+        model(tokens.to(next(model.parameters()).device))
+    raw, weights = seen["hook_attn_scores"].float(), seen["hook_pattern"].float()
+    return bool(torch.allclose(torch.softmax(raw, dim=-1), weights, atol=1e-5))
