@@ -1,28 +1,358 @@
-"""Model x data x interventions x metrics -> Results.
+"""Model x data x interventions x metrics -> Results: the experiment runner.
 
-    >>> res = evaluate(model, data)                        # baseline loss and perplexity
+    >>> res = run(model, data, ["mask-sink", "zero-implicit-bias", "mean-implicit-bias"])
+    >>> res.filter(metric="delta_loss").df[["intervention", "value", "ci_low", "ci_high"]]
+    >>> sweep(model, data, "zero-implicit-bias", over="head", out="out/sweep.json")   # resumable
+
+One baseline pass and one pass per intervention, batched. Several interventions share one forward
+pass where the batch is small (their rows are stacked; each intervention's hooks touch only its
+rows), and the baseline's logits are kept in memory while they fit, so a sweep over 270 heads costs
+about 270 forward passes, not 540. With `out=`, every finished group of interventions is journaled
+(`ResultStore`): a sweep killed half-way resumes without recomputing them.
+
+Metrics (see workbench.metrics): causal LMs `loss`, `delta_loss`, `kl`, `top1_agreement` and, with a
+token pair, `logit_diff`; encoders `embedding_cosine` (mean-pooled final residual stream vs the
+baseline's) and `embedding_change` (||e' - e|| / ||e||), because a checkpoint without a trained LM head
+(MiniLM) has logits that mean nothing. Every value comes with a bootstrap interval over sequences.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from workbench import models
+from interventions import Identity, Intervention, UnitContext, from_spec, parse
+from workbench import models, sites
 from workbench.data import Dataset
 from workbench.errors import InputError, InterventionError
-from workbench.metrics import SequenceStats, token_nll
+from workbench.metrics import (
+    SequenceStats,
+    embedding_cosine,
+    kl_per_token,
+    logit_diff,
+    mean_pooled,
+    token_nll,
+    top1_agreement,
+)
 from workbench.progress import progress_bar
-from workbench.results import Results, provenance
+from workbench.results import Results, ResultStore, provenance
+
+CAUSAL_DEFAULT = ("loss", "delta_loss", "kl", "top1_agreement")
+ENCODER_DEFAULT = ("embedding_cosine", "embedding_change")
+CAUSAL_ONLY = {"loss", "perplexity", "delta_loss", "kl", "top1_agreement", "logit_diff"}
+KNOWN = CAUSAL_ONLY | {"embedding_cosine", "embedding_change"}
+_LOGIT_CACHE_BYTES = 768 * 2**20
 
 
-def _device(model) -> torch.device:
+def _device(model: Any) -> torch.device:
     return next(model.parameters()).device
 
 
-def evaluate(model, data: Dataset, batch_size: int = 8, seed: int = 0, progress: bool = True) -> Results:
+def as_intervention(item: Intervention | str | dict) -> Intervention:
+    if isinstance(item, Intervention):
+        return item
+    if isinstance(item, dict):
+        return from_spec(item)
+    if isinstance(item, str):
+        return parse(item)
+    raise InputError(f"not an intervention: {item!r}")
+
+
+def check_metrics(model_info: Any, metrics: Sequence[str] | None, logit_pair: Any) -> tuple[str, ...]:
+    """The metrics to compute; refuse the ones that mean nothing for this model."""
+    if metrics is None:
+        chosen = list(CAUSAL_DEFAULT if model_info.causal else ENCODER_DEFAULT)
+        if logit_pair is not None and model_info.causal:
+            chosen.append("logit_diff")
+        return tuple(chosen)
+    unknown = [m for m in metrics if m not in KNOWN]
+    if unknown:
+        raise InputError(f"unknown metric {unknown[0]!r}: use {', '.join(sorted(KNOWN))}")
+    if not model_info.causal:
+        meaningless = [m for m in metrics if m in CAUSAL_ONLY]
+        if meaningless:
+            raise InputError(f"metric {meaningless[0]!r} means nothing on {model_info.name}: an encoder whose MLM head "
+                             "is not trained (random); use embedding_cosine or embedding_change")
+    if "logit_diff" in metrics and logit_pair is None:
+        raise InputError("metric logit_diff needs a token pair (logit_pair=(a, b) / --logit-pair A B)")
+    return tuple(metrics)
+
+
+def resolve_pair(model: Any, pair: Any) -> tuple[int, int] | None:
+    """A token pair given as ids or as strings (each must be one token) -> two ids."""
+    if pair is None:
+        return None
+    if len(pair) != 2:
+        raise InputError(f"a logit pair needs exactly two tokens, got {pair!r}")
+    model_info = models.info(model)
+    out = []
+    for item in pair:
+        if isinstance(item, int) or (isinstance(item, str) and item.isdigit()):
+            token = int(item)
+        else:
+            ids = model_info.tokenizer(item, add_special_tokens=False)["input_ids"]
+            if len(ids) != 1:
+                raise InputError(f"logit pair token {item!r} is {len(ids)} tokens for {model_info.name}; give one token "
+                                 "(mind the leading space) or its id")
+            token = ids[0]
+        if not 0 <= token < model_info.vocab_size:
+            raise InputError(f"logit pair id {token} is outside the vocabulary: allowed 0..{model_info.vocab_size - 1}")
+        out.append(token)
+    return out[0], out[1]
+
+
+@contextlib.contextmanager
+def hooked(model: Any, intervention: Intervention | str, tokens: torch.Tensor, data: Dataset | None = None,
+           state: Any = None) -> Iterator[UnitContext]:
+    """Run the model under one intervention, baukit-style.
+
+        >>> with hooked(model, "mask-sink", tokens):
+        ...     logits = model(tokens)
+
+    Interventions that need statistics (`mean-*`, `patch-values`) take them from `data` (a first pass)
+    or from `state`.
+    """
+    intervention = as_intervention(intervention)
+    intervention.validate(model)
+    if state is None and data is not None:
+        state = intervention.prepare(model, data)
+    ctx = UnitContext.single(model, tokens, intervention.sink_spec() if intervention.sink_aware else "bos", state)
+    with model.hooks(fwd_hooks=intervention.hooks(model, ctx)):
+        yield ctx
+
+
+# --------------------------------------------------------------------------------------------------
+# The runner
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Unit:
+    key: str
+    intervention: Intervention
+    columns: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class _Accumulator:
+    stats: dict[str, SequenceStats] = dataclasses.field(default_factory=dict)
+
+    def add(self, metric: str, value: SequenceStats) -> None:
+        self.stats[metric] = self.stats[metric] + value if metric in self.stats else value
+
+
+def _outputs(model: Any, tokens: torch.Tensor, causal: bool, hooks: list) -> torch.Tensor:
+    """Logits [b, T, V] for a causal LM; the final residual stream [b, T, d] for an encoder."""
+    if causal:
+        with model.hooks(fwd_hooks=hooks):
+            return model(tokens)
+    final = {}
+    last = f"blocks.{models.info(model).n_layers - 1}.hook_resid_post"
+
+    def grab(tensor: torch.Tensor, hook: Any) -> None:
+        final["resid"] = tensor
+
+    with model.hooks(fwd_hooks=hooks + [(last, grab)]):
+        model(tokens)
+    return final["resid"]
+
+
+def _baseline_stats(out: torch.Tensor, tokens: torch.Tensor, causal: bool, pair: Any) -> dict[str, SequenceStats]:
+    if not causal:
+        return {}
+    stats = {"loss": SequenceStats.from_tokens(token_nll(out, tokens))}
+    if pair is not None:
+        stats["logit_diff"] = SequenceStats.from_sequences(logit_diff(out, pair))
+    return stats
+
+
+def _unit_stats(out: torch.Tensor, base: torch.Tensor, tokens: torch.Tensor, causal: bool, pair: Any,
+                base_stats: dict[str, SequenceStats]) -> dict[str, SequenceStats]:
+    if not causal:
+        pooled, pooled_base = mean_pooled(out), mean_pooled(base)
+        change = (pooled - pooled_base).norm(dim=-1) / pooled_base.norm(dim=-1)
+        return {"embedding_cosine": SequenceStats.from_sequences(embedding_cosine(pooled_base, pooled)),
+                "embedding_change": SequenceStats.from_sequences(change)}
+    loss = SequenceStats.from_tokens(token_nll(out, tokens))
+    stats = {"loss": loss, "delta_loss": loss.paired_minus(base_stats["loss"]),
+             "kl": SequenceStats.from_tokens(kl_per_token(base, out)),
+             "top1_agreement": SequenceStats.from_tokens(top1_agreement(base, out))}
+    if pair is not None:
+        diff = SequenceStats.from_sequences(logit_diff(out, pair))
+        stats["logit_diff"] = diff
+        stats["delta_logit_diff"] = diff.paired_minus(base_stats["logit_diff"])
+    return stats
+
+
+def _first_nonfinite_layer(model: Any, unit: Unit, tokens: torch.Tensor, state: Any) -> int | None:
+    """Re-run one intervention alone and report the first block whose residual stream is not finite."""
+    model_info = models.info(model)
+    seen: list[int] = []
+
+    def check(layer: int):
+        def fn(tensor: torch.Tensor, hook: Any) -> None:
+            if not seen and not torch.isfinite(tensor).all():
+                seen.append(layer)
+        return fn
+
+    ctx = UnitContext.single(model, tokens, unit.intervention.sink_spec(), state)
+    hooks = unit.intervention.hooks(model, ctx) + [(sites.resid(layer), check(layer))
+                                                   for layer in range(model_info.n_layers)]
+    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
+        model(tokens)
+    return seen[0] if seen else None
+
+
+def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | dict] = (),
+        metrics: Sequence[str] | None = None, batch_size: int = 8, seed: int = 0, out: str | Path | None = None,
+        resume: bool = True, progress: bool = True, logit_pair: Any = None, rows_per_forward: int = 16,
+        units: Sequence[Unit] | None = None, states: dict[str, Any] | None = None,
+        experiment: str = "run", units_per_chunk: int = 16) -> Results:
+    """Baseline + one pass per intervention over `data`; tidy rows per (intervention, metric).
+
+        >>> run(model, data, ["mask-sink", "scale-sink:gamma=0.5,layers=3-10"], out="out/run.json")
+
+    Rows: {"intervention": str, "metric": ..., "value", "n", "ci_low", "ci_high"}; the baseline is
+    intervention "none". `rows_per_forward` bounds how many sequences one forward pass holds when
+    interventions are stacked; with `out`, results are journaled every `units_per_chunk` interventions.
+    """
+    started = time.perf_counter()
+    model_info = models.info(model)
+    chosen = check_metrics(model_info, metrics, logit_pair)
+    pair = resolve_pair(model, logit_pair)
+    if units is None:
+        units = []
+        seen: dict[str, int] = {}
+        for item in interventions:
+            intervention = as_intervention(item)
+            key = str(intervention)
+            seen[key] = seen.get(key, 0) + 1
+            units.append(Unit(key if seen[key] == 1 else f"{key}#{seen[key]}", intervention))
+    units = [u for u in units if not isinstance(u.intervention, Identity)]
+    for unit in units:  # every intervention is checked before any forward pass
+        unit.intervention.validate(model)
+    identity = {"experiment": experiment, "model": model_info.name, "weights": model_info.weights_sha256,
+                "data": data.hash(), "units": [[u.key, u.intervention.spec(), u.columns] for u in units],
+                "metrics": list(chosen), "seed": seed, "logit_pair": list(pair) if pair else None}
+    store = ResultStore(out, identity, resume=resume) if out is not None else None
+    todo = [u for u in units if store is None or not store.done(u.key)]
+    device = _device(model)
+    states = dict(states or {})
+    prepared_info = {}
+    shared: dict[str, Any] = {}
+    for unit in todo:
+        if unit.key not in states:
+            key = unit.intervention.prepare_key()
+            if key not in shared:
+                shared[key] = unit.intervention.prepare(model, data, batch_size, progress)
+            states[unit.key] = shared[key]
+        if isinstance(states[unit.key], dict) and "layer" in states[unit.key] and "dims" in states[unit.key]:
+            prepared_info[unit.key] = {"layer": states[unit.key]["layer"], "dims": states[unit.key]["dims"]}
+
+    batches = list(data.batches(batch_size))
+    for unit in todo:  # data-dependent checks (sink positions, tokens present) also before any forward pass
+        spec = unit.intervention.sink_spec()
+        for _, tokens in batches:
+            sites.query_mask(spec.key_mask(tokens, model), model_info.causal)
+    logit_bytes = sum(t.numel() for _, t in batches) * (model_info.vocab_size if model_info.causal else
+                                                       model_info.d_model) * 4
+    keep_baseline = logit_bytes <= _LOGIT_CACHE_BYTES
+    baseline_cache: dict[int, torch.Tensor] = {}
+    baseline = _Accumulator()
+    baseline_done = False
+    per_batch_rows = max(1, max(t.shape[0] for _, t in batches))
+    stack = max(1, rows_per_forward // per_batch_rows)
+    chunk = max(stack, units_per_chunk if store is not None else len(todo) or 1)
+    rows: list[dict] = []
+    total_steps = len(batches) * (-(-len(todo) // stack) + 1) if todo else len(batches)
+    bar = iter(progress_bar(range(total_steps), desc=experiment, enabled=progress, total=total_steps))
+
+    def baseline_output(b: int, tokens: torch.Tensor) -> torch.Tensor:
+        if b in baseline_cache:
+            return baseline_cache[b]
+        with torch.no_grad():
+            output = _outputs(model, tokens, model_info.causal, [])
+        next(bar, None)
+        if not torch.isfinite(output).all():
+            raise InterventionError(f"the baseline forward pass of {model_info.name} is not finite")
+        if keep_baseline:
+            baseline_cache[b] = output
+        return output
+
+    for start in range(0, max(len(todo), 1), chunk):
+        group = todo[start:start + chunk]
+        accumulators = {u.key: _Accumulator() for u in group}
+        for b, (index, tokens) in enumerate(batches):
+            tokens = tokens.to(device)
+            base = baseline_output(b, tokens)
+            base_stats = _baseline_stats(base, tokens, model_info.causal, pair)
+            if not baseline_done:
+                for metric, value in base_stats.items():
+                    baseline.add(metric, value)
+            for s in range(0, len(group), stack):
+                stacked = group[s:s + stack]
+                n = tokens.shape[0]
+                big = tokens.repeat(len(stacked), 1)
+                scratch: dict = {}
+                hooks = []
+                for j, unit in enumerate(stacked):
+                    spec = unit.intervention.sink_spec()
+                    key = spec.key_mask(tokens, model)
+                    ctx = UnitContext(model, tokens, slice(j * n, (j + 1) * n), key,
+                                      sites.query_mask(key, model_info.causal), states.get(unit.key), scratch,
+                                      index=list(index))
+                    hooks += unit.intervention.hooks(model, ctx)
+                with torch.no_grad():
+                    output = _outputs(model, big, model_info.causal, hooks)
+                next(bar, None)
+                for j, unit in enumerate(stacked):
+                    piece = output[j * n:(j + 1) * n]
+                    if not torch.isfinite(piece).all():
+                        layer = _first_nonfinite_layer(model, unit, tokens, states.get(unit.key))
+                        where = f" (first non-finite residual stream after layer {layer})" if layer is not None else ""
+                        raise InterventionError(f"intervention {unit.key} produced NaN/inf outputs{where}")
+                    for metric, value in _unit_stats(piece, base, tokens, model_info.causal, pair, base_stats).items():
+                        accumulators[unit.key].add(metric, value)
+        baseline_done = True
+        for unit in group:
+            unit_rows = _rows(unit.key, accumulators[unit.key], chosen, seed, unit.columns, experiment)
+            if store is not None:
+                store.add(unit.key, unit_rows)
+            rows += unit_rows
+    if not baseline_done:  # everything was resumed: the baseline still needs its pass
+        for b, (_, tokens) in enumerate(batches):
+            tokens = tokens.to(device)
+            for metric, value in _baseline_stats(baseline_output(b, tokens), tokens, model_info.causal, pair).items():
+                baseline.add(metric, value)
+    baseline_rows = _rows("none", baseline, chosen, seed, {}, experiment)
+    header = provenance(experiment, model, data, seed=seed, metrics=list(chosen), batch_size=batch_size,
+                        interventions={u.key: u.intervention.spec() for u in units},
+                        logit_pair=list(pair) if pair else None, prepared=prepared_info or None,
+                        resumed_units=len(units) - len(todo), wall_seconds=round(time.perf_counter() - started, 3))
+    if store is not None:
+        results = store.finish(header)
+        return Results(baseline_rows + results.rows, results.provenance)
+    return Results(baseline_rows + rows, header)
+
+
+def _rows(key: str, acc: _Accumulator, chosen: Sequence[str], seed: int, columns: dict, experiment: str) -> list[dict]:
+    wanted = set(chosen) | ({"delta_logit_diff"} if "logit_diff" in chosen else set())
+    out = [{"experiment": experiment, "intervention": key, **columns, **stats.row(metric, seed=seed)}
+           for metric, stats in acc.stats.items() if metric in wanted]
+    if "perplexity" in chosen and "loss" in acc.stats:
+        out.append({"experiment": experiment, "intervention": key, **columns,
+                    **acc.stats["loss"].row("perplexity", seed=seed, transform=math.exp)})
+    return out
+
+
+def evaluate(model: Any, data: Dataset, batch_size: int = 8, seed: int = 0, progress: bool = True) -> Results:
     """Baseline next-token loss and perplexity of a causal LM over every predicted position.
 
         >>> evaluate(models.load("smollm2-135m"), data).value("loss")
@@ -31,20 +361,46 @@ def evaluate(model, data: Dataset, batch_size: int = 8, seed: int = 0, progress:
     if not model_info.causal:
         raise InputError(f"{model_info.name} is an encoder without a trained LM head: next-token loss means "
                          "nothing there; use an embedding metric (`sinkbench run --metric embedding_cosine`)")
-    started = time.perf_counter()
-    stats = SequenceStats.empty()
-    device = _device(model)
-    batches = list(data.batches(batch_size))
-    for _, tokens in progress_bar(batches, desc="eval", enabled=progress):
-        with torch.no_grad():
-            logits = model(tokens.to(device))
-        nll = token_nll(logits, tokens)
-        if not torch.isfinite(nll).all():
-            raise InterventionError(f"the forward pass of {model_info.name} produced NaN/inf logits")
-        stats = stats + SequenceStats.from_tokens(nll)
-    rows = [stats.row("loss", seed=seed), stats.row("perplexity", seed=seed, transform=math.exp)]
-    for row in rows:
-        row.update(experiment="eval", model=model_info.name, intervention="none")
-    header = provenance("eval", model, data, seed=seed, batch_size=batch_size,
-                        wall_seconds=round(time.perf_counter() - started, 3))
-    return Results(rows, header)
+    results = run(model, data, [], metrics=("loss", "perplexity"), batch_size=batch_size, seed=seed,
+                  progress=progress, experiment="eval")
+    return Results([{**r, "model": model_info.name} for r in results], results.provenance)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sweeps
+# --------------------------------------------------------------------------------------------------
+
+
+def sweep_units(model: Any, intervention: Intervention, over: str, layers: Any = None, heads: Any = None) -> list[Unit]:
+    """One unit per layer (over="layer") or per (layer, head) (over="head") of an intervention's scope."""
+    model_info = models.info(model)
+    layer_ids = sites.parse_layers(layers, model)
+    fields = {f.name for f in dataclasses.fields(intervention)}
+    if over == "layer":
+        if "layers" not in fields:
+            raise InputError(f"{intervention.name} is not scoped by layers; set its layer= instead of sweeping")
+        return [Unit(f"{intervention.name}@L{layer}", intervention.scoped(layers=(layer,)), {"layer": layer})
+                for layer in layer_ids]
+    if over == "head":
+        if "heads" not in fields:
+            raise InputError(f"{intervention.name} has no heads to sweep; sweep over layer")
+        head_ids = sites.parse_heads(heads, model)
+        return [Unit(f"{intervention.name}@L{layer}H{head}", intervention.scoped(layers=(layer,), heads=(head,)),
+                     {"layer": layer, "head": head}) for layer in layer_ids for head in head_ids]
+    raise InputError(f"sweep over {over!r}: use layer or head (model {model_info.name})")
+
+
+def sweep(model: Any, data: Dataset, intervention: Intervention | str, over: str = "head", layers: Any = None,
+          heads: Any = None, **run_options: Any) -> Results:
+    """Run an intervention on each layer or each (layer, head) separately; rows carry layer/head columns.
+
+        >>> sweep(model, data, "zero-implicit-bias", over="head", out="out/zib-heads.json")
+
+    Statistics an intervention needs (`mean-*`) are collected once, for the whole scope, and shared.
+    """
+    base = as_intervention(intervention)
+    base.validate(model)
+    units = sweep_units(model, base, over, layers, heads)
+    state = base.prepare(model, data, run_options.get("batch_size", 8), run_options.get("progress", True))
+    states = {u.key: state for u in units}
+    return run(model, data, units=units, states=states, experiment=f"sweep:{base.name}:{over}", **run_options)

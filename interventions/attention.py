@@ -1,0 +1,101 @@
+"""Edits of the attention pattern: remove the sink, rescale it, change the softmax, or window it.
+
+    >>> get("mask-sink", layers="3-10")               # A[q, s] = 0 for q >= 1, rows renormalised
+    >>> get("scale-sink", gamma=0.5)                    # ACT / ZeroTuning redistribution
+    >>> get("softmax-plus-one", layers=20)              # Miller 2023 at inference
+    >>> get("window-attention", window=32, n_sinks=4)   # StreamingLLM's mask: sinks + the last W keys
+
+Row q = 0 of a causal model can only attend to itself: interventions that take attention away from the
+sink leave that row unchanged (renormalising it would divide by zero), and so does any row whose
+whole mass sits on the sink.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from interventions.base import AttentionEdit, UnitContext, register
+from workbench.errors import InputError, check_range
+
+_TINY = 1e-30
+
+
+def sink_columns(ctx: UnitContext) -> torch.Tensor:
+    return ctx.sink[:, None, None, :]  # [b, 1, 1, k]
+
+
+def in_scope_rows(ctx: UnitContext) -> torch.Tensor:
+    return ctx.queries[:, None, :, None]  # [b, 1, q, 1]
+
+
+def renormalise(pattern: torch.Tensor, edited: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Edited rows divided by their sum, for rows in scope whose sum is positive; others unchanged."""
+    total = edited.sum(-1, keepdim=True)
+    return torch.where(rows & (total > _TINY), edited / total.clamp_min(_TINY), pattern)
+
+
+@register("mask-sink", "for queries q >= 1 set A[q, s] = 0 and renormalise the row")
+@dataclasses.dataclass(frozen=True)
+class MaskSink(AttentionEdit):
+    def edit(self, pattern, ctx, layer, scores=None):
+        return renormalise(pattern, pattern * ~sink_columns(ctx), in_scope_rows(ctx)), None
+
+
+@register("scale-sink", "A[q, s] := gamma * A[q, s], then renormalise (ACT, ZeroTuning)")
+@dataclasses.dataclass(frozen=True)
+class ScaleSink(AttentionEdit):
+    """ZeroTuning's a_0 <- gamma a_0 / ((gamma - 1) a_0 + 1); other keys keep their ratios."""
+
+    gamma: float = 0.5
+
+    def validate(self, model: Any) -> None:
+        super().validate(model)
+        if not isinstance(self.gamma, (int, float)) or self.gamma < 0:
+            raise InputError(f"scale-sink: gamma = {self.gamma!r} must be >= 0 (0 = mask the sink)")
+
+    def edit(self, pattern, ctx, layer, scores=None):
+        scaled = torch.where(sink_columns(ctx), pattern * self.gamma, pattern)
+        return renormalise(pattern, scaled, in_scope_rows(ctx)), None
+
+
+@register("softmax-plus-one", "A = exp(x) / (1 + sum exp(x)) at inference (Miller 2023, 'off by one')")
+@dataclasses.dataclass(frozen=True)
+class SoftmaxPlusOne(AttentionEdit):
+    """Equivalent to an extra key with logit 0 and value 0 (StreamingLLM's 'zero sink'): A' = A sigmoid(LSE(x)),
+    where LSE(x) = log sum_j exp(x_j) over the visible keys. Applies to every row of the heads in scope."""
+
+    needs_scores = True
+    sink_aware = False
+
+    def edit(self, pattern, ctx, layer, scores=None):
+        lse = torch.logsumexp(scores.float(), dim=-1, keepdim=True)  # masked keys hold -inf / dtype min
+        return pattern * torch.sigmoid(lse), None
+
+
+@register("window-attention", "keep only the first n_sinks keys plus the last W keys in every row")
+@dataclasses.dataclass(frozen=True)
+class WindowAttention(AttentionEdit):
+    """The mask form of StreamingLLM: key k stays visible to query q iff k < n_sinks or q - k < window
+    (then the row is renormalised, which equals a softmax over the kept keys). n_sinks = 0 is plain
+    window attention. Positions stay the text's, unlike StreamingLLM's cache positions."""
+
+    window: int = 64
+    n_sinks: int = 1
+    causal_only = True
+    sink_aware = False
+
+    def validate(self, model: Any) -> None:
+        super().validate(model)
+        check_range("window-attention: window W", self.window, 1, 1 << 30)
+        check_range("window-attention: n_sinks", self.n_sinks, 0, 1 << 30)
+
+    def edit(self, pattern, ctx, layer, scores=None):
+        length = pattern.shape[-1]
+        q = torch.arange(length, device=pattern.device)[:, None]
+        k = torch.arange(length, device=pattern.device)[None, :]
+        keep = (k < self.n_sinks) | (q - k < self.window)
+        everything = torch.ones_like(ctx.queries)[:, None, :, None]
+        return renormalise(pattern, pattern * keep, everything), None

@@ -1,0 +1,303 @@
+"""The intervention catalogue and the runner on tiny random models."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+import interventions as iv
+from interventions import AttentionEdit, register
+from workbench import data, experiment, models, sites
+from workbench.attribution import attribution_sweep, spearman
+from workbench.errors import InputError, InterventionError
+from workbench.results import Results
+
+ALL = ["mask-sink", "zero-implicit-bias", "mean-implicit-bias", "zero-sink-value", "mean-sink-value",
+       "patch-values", "scale-sink:gamma=0.5", "softmax-plus-one", "massive-activations:layer=0,dims=3",
+       "window-attention:window=4"]
+
+
+def prompts(model, n=6, window=24, seed=0):
+    return data.control_prompts(model, "random", window=window, n=n, seed=seed)
+
+
+def logits_under(model, intervention, tokens, dataset=None):
+    with torch.no_grad(), experiment.hooked(model, intervention, tokens, data=dataset):
+        return model(tokens)
+
+
+def test_no_op_interventions_reproduce_the_baseline_logits_exactly(tiny_llama):
+    ds = prompts(tiny_llama)
+    tokens = ds.tensor()
+    with torch.no_grad():
+        base = tiny_llama(tokens)
+    assert torch.equal(logits_under(tiny_llama, "none", tokens), base)
+    assert torch.equal(logits_under(tiny_llama, "patch-values:source=roll:0", tokens, ds), base)
+    assert torch.allclose(logits_under(tiny_llama, "scale-sink:gamma=1", tokens), base, atol=1e-5)
+    res = experiment.run(tiny_llama, ds, ["patch-values:source=roll:0"], progress=False)
+    assert res.value("delta_loss", intervention="patch-values(source='roll:0')") == 0.0
+    assert res.value("kl", intervention="patch-values(source='roll:0')") == 0.0
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gemma3"])
+def test_zero_implicit_bias_equals_zero_sink_value(name):
+    model = models.load(name)
+    ds = prompts(model)
+    res = experiment.run(model, ds, ["zero-implicit-bias", "zero-sink-value"], progress=False)
+    zib, zsv = (res.value("loss", intervention=k) for k in ("zero-implicit-bias()", "zero-sink-value()"))
+    assert zib == pytest.approx(zsv, abs=1e-6) and zib != res.value("loss", intervention="none")
+    tokens = ds.tensor()
+    assert torch.allclose(logits_under(model, "zero-implicit-bias:heads=1", tokens),
+                          logits_under(model, "zero-sink-value:heads=1", tokens), atol=1e-5)
+
+
+def pattern_after(model, intervention, tokens, layer):
+    seen = {}
+    with torch.no_grad(), experiment.hooked(model, intervention, tokens):
+        with model.hooks(fwd_hooks=[(sites.pattern(layer), lambda t, hook: seen.setdefault("p", t.clone()))]):
+            model(tokens)
+    return seen["p"]
+
+
+def test_mask_sink_rows_sum_to_one_without_nan(tiny_llama):
+    tokens = prompts(tiny_llama).tensor()
+    pattern = pattern_after(tiny_llama, "mask-sink", tokens, 1)
+    assert torch.isfinite(pattern).all()
+    assert torch.allclose(pattern.sum(-1), torch.ones(pattern.shape[:-1]), atol=1e-5)
+    assert (pattern[:, :, 1:, 0] == 0).all()
+    assert torch.equal(pattern[:, :, 0, 0], torch.ones_like(pattern[:, :, 0, 0]))  # row 0 left as it was
+
+
+def test_scale_sink_follows_zerotuning(tiny_llama):
+    tokens = prompts(tiny_llama).tensor()
+    before = pattern_after(tiny_llama, "none", tokens, 0)
+    after = pattern_after(tiny_llama, "scale-sink:gamma=3,layers=0", tokens, 0)
+    a0 = before[:, :, 1:, 0]
+    assert torch.allclose(after[:, :, 1:, 0], 3 * a0 / (2 * a0 + 1), atol=1e-6)
+
+
+def test_softmax_plus_one_matches_the_formula(tiny_llama):
+    tokens = prompts(tiny_llama).tensor()
+    seen = {}
+    with torch.no_grad(), tiny_llama.hooks(fwd_hooks=[(sites.scores(1), lambda t, hook: seen.setdefault("s", t.clone()))]):
+        tiny_llama(tokens)
+    scores = seen["s"].float()
+    expected = scores.exp() / (1 + scores.exp().sum(-1, keepdim=True))
+    assert torch.allclose(pattern_after(tiny_llama, "softmax-plus-one:layers=1", tokens, 1), expected, atol=1e-6)
+
+
+def test_window_attention_keeps_sinks_and_the_last_w_keys(tiny_llama):
+    tokens = prompts(tiny_llama).tensor()
+    pattern = pattern_after(tiny_llama, "window-attention:window=3,n_sinks=2", tokens, 0)
+    q, k = 10, torch.arange(24)
+    visible = (k < 2) | ((q - k >= 0) & (q - k < 3))
+    assert (pattern[:, :, q, ~visible] == 0).all() and (pattern[:, :, q, visible] > 0).all()
+    with pytest.raises(InputError, match="causal mask"):
+        iv.get("window-attention").validate(models.load("tiny-bert"))
+
+
+def test_disjoint_compositions_commute_and_equal_both_applied(tiny_llama):
+    tokens = prompts(tiny_llama).tensor()
+    a, b = iv.parse("mask-sink:layers=0"), iv.parse("scale-sink:gamma=3,layers=1")
+    ab = logits_under(tiny_llama, a + b, tokens)
+    assert torch.equal(ab, logits_under(tiny_llama, b + a, tokens))
+    with torch.no_grad(), experiment.hooked(tiny_llama, a, tokens), experiment.hooked(tiny_llama, b, tokens):
+        both = tiny_llama(tokens)
+    assert torch.equal(ab, both)
+    assert not torch.allclose(ab, logits_under(tiny_llama, a, tokens))
+
+
+def test_patching_changes_exactly_the_patched_heads(tiny_llama):
+    ds = prompts(tiny_llama)
+    tokens = ds.tensor()
+    seen = {}
+    grab = [(sites.z(1), lambda t, hook: seen.setdefault("z", t.clone()))]
+    with torch.no_grad(), tiny_llama.hooks(fwd_hooks=grab):
+        tiny_llama(tokens)
+    clean = seen.pop("z")
+    patch = iv.parse("patch-values:source=roll:1,positions=5-9,heads=3,layers=1")
+    with torch.no_grad(), experiment.hooked(tiny_llama, patch, tokens, data=ds), tiny_llama.hooks(fwd_hooks=grab):
+        tiny_llama(tokens)
+    patched = seen.pop("z")
+    diff = (patched - clean).abs().amax(dim=(0, 1, 3))  # per head
+    assert diff[3] > 1e-3
+    assert diff[[0, 1, 2]].max() < 1e-6  # head 2 shares KV head 1 with head 3 (GQA) and is restored exactly
+    assert (patched - clean)[:, :5, 3].abs().max() < 1e-6  # queries before the patched keys cannot see them
+
+
+@pytest.mark.parametrize("model_name", ["tiny-llama", "tiny-gemma3", "tiny-bert"])
+def test_every_catalogue_entry_runs_on_every_family(model_name):
+    model = models.load(model_name)
+    ds = prompts(model)
+    entries = [e for e in ALL if not (e.startswith("window") and model_name == "tiny-bert")]
+    res = experiment.run(model, ds, entries, progress=False)
+    metric = "kl" if models.info(model).causal else "embedding_cosine"
+    values = res.filter(metric=metric).df
+    assert len(values) == len(entries) and values.value.notna().all()
+    assert set(iv.catalogue()) >= {e.split(":")[0] for e in ALL} | {"none"}
+
+
+def test_bert_pattern_edits_apply_through_the_rebuilt_pattern(tiny_bert):
+    """The BERT adapter discards hook_pattern edits; the catalogue applies them as z += (A' - A) v."""
+    from interventions.base import pattern_edits_flow
+
+    assert not pattern_edits_flow(tiny_bert) and pattern_edits_flow(models.load("tiny-llama"))
+    tokens = prompts(tiny_bert).tensor()
+    seen = {}
+    names = ["blocks.0.attn.hook_pattern", "blocks.0.attn.hook_v", "blocks.0.attn.hook_z"]
+    grab = [(n, lambda t, hook, n=n: seen.setdefault(n, t.clone())) for n in names]
+    with torch.no_grad(), tiny_bert.hooks(fwd_hooks=grab):
+        tiny_bert(tokens)
+    pattern, value, clean_z = (seen.pop(n) for n in names)
+    masked = pattern.clone()
+    masked[:, :, 1:, 0] = 0
+    masked = torch.where(torch.arange(24)[None, None, :, None] >= 1, masked / masked.sum(-1, keepdim=True), pattern)
+    expected = torch.einsum("bhqk,bkhd->bqhd", masked, value)
+    with torch.no_grad(), experiment.hooked(tiny_bert, "mask-sink:layers=0", tokens), \
+            tiny_bert.hooks(fwd_hooks=[("blocks.0.attn.hook_z", lambda t, hook: seen.setdefault("z", t.clone()))]):
+        tiny_bert(tokens)
+    assert torch.allclose(seen["z"], expected, atol=1e-5)
+    assert not torch.allclose(clean_z, expected, atol=1e-4)
+
+
+def test_mean_implicit_bias_does_not_depend_on_the_batch_size(tiny_llama):
+    ds = prompts(tiny_llama, n=6)
+    small = experiment.run(tiny_llama, ds, ["mean-implicit-bias"], batch_size=2, progress=False)
+    large = experiment.run(tiny_llama, ds, ["mean-implicit-bias"], batch_size=6, progress=False)
+    assert small.value("loss", intervention="mean-implicit-bias()") == pytest.approx(
+        large.value("loss", intervention="mean-implicit-bias()"), abs=1e-6)
+
+
+def test_mean_implicit_bias_constant_is_mean_attention_times_mean_value(tiny_llama):
+    ds = prompts(tiny_llama, n=4)
+    state = iv.get("mean-implicit-bias", layers=1).prepare(tiny_llama, ds)
+    with torch.no_grad():
+        _, cache = tiny_llama.run_with_cache(ds.tensor(), names_filter=lambda n: n.startswith("blocks.1.attn.hook_"))
+    mean_a = cache["blocks.1.attn.hook_pattern"][:, :, 1:, 0].mean(dim=(0, 2))  # [h]
+    mean_v = cache["blocks.1.attn.hook_v"][:, 0].mean(0).repeat_interleave(2, dim=0)  # [h, d]
+    assert torch.allclose(state[1], mean_a[:, None] * mean_v, atol=1e-6)
+
+
+def test_a_user_defined_intervention_in_a_few_lines_works_everywhere(tiny_llama):
+    @register("test-sharpen-sink")
+    class SharpenSink(AttentionEdit):
+        power: float = 2.0
+
+        def edit(self, pattern, ctx, layer, scores=None):
+            sharpened = pattern ** self.power
+            return sharpened / sharpened.sum(-1, keepdim=True), None
+
+    composed = iv.parse("test-sharpen-sink:power=3,layers=1 + mask-sink:layers=0")
+    assert iv.from_spec(json.loads(json.dumps(composed.spec()))) == composed
+    res = experiment.sweep(tiny_llama, prompts(tiny_llama), "test-sharpen-sink:power=3", over="layer", progress=False)
+    assert sorted(r["layer"] for r in res.filter(metric="kl") if r["layer"] is not None) == [0, 1]
+
+
+def test_reprs_specs_and_provenance_rebuild_the_interventions(tiny_llama):
+    entry = iv.parse("scale-sink:gamma=0.25,layers=1,heads=0-2")
+    assert str(entry) == "scale-sink(layers=1, heads='0-2', gamma=0.25)"
+    res = experiment.run(tiny_llama, prompts(tiny_llama), [entry], progress=False)
+    saved = res.provenance["interventions"][str(entry)]
+    assert iv.from_spec(saved) == entry
+
+
+@pytest.mark.parametrize("text, message", [
+    ("mask-sink:layers=7", r"layer 7 is out of range for tiny-llama: allowed 0\.\.1"),
+    ("mask-sink:heads=9", r"head 9 is out of range for tiny-llama: allowed 0\.\.3"),
+    ("scale-sink:gamma=-1", "gamma = -1.0 must be >= 0"),
+    ("scale-sink:gama=2", "unknown parameter 'gama'"),
+    ("mask-sinks", "unknown intervention 'mask-sinks': the catalogue has"),
+    ("scale-sink:gamma=abc", "not a valid float"),
+    ("mean-sink-value:sink=tok:.", "fixed sink positions"),
+])
+def test_bad_interventions_fail_before_any_forward_pass(tiny_llama, text, message):
+    with pytest.raises(InputError, match=message):
+        experiment.run(tiny_llama, prompts(tiny_llama), [text], progress=False)
+
+
+def test_data_dependent_errors_come_before_any_forward_pass(tiny_llama, monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiment, "_outputs", lambda *a, **k: calls.append(1))
+    with pytest.raises(InputError, match=r"sink position 30 is outside the sequence: allowed 0\.\.23"):
+        experiment.run(tiny_llama, prompts(tiny_llama), ["mask-sink:sink=30"], progress=False)
+    assert not calls
+
+
+def test_patch_source_of_a_different_length_is_refused(tiny_llama, tmp_path):
+    source = tmp_path / "source.jsonl"
+    source.write_text(json.dumps({"tokens": [1, 5, 6, 7]}) + "\n")
+    with pytest.raises(InputError, match="source sequence 0 has 4 tokens, the target 24"):
+        experiment.run(tiny_llama, prompts(tiny_llama), [f"patch-values:source={source}"], progress=False)
+
+
+def test_nan_is_caught_and_named_with_its_layer(tiny_llama):
+    @register("test-nan-at-layer-one")
+    class Poison(AttentionEdit):
+        def edit(self, pattern, ctx, layer, scores=None):
+            return pattern * float("nan"), None
+
+    with pytest.raises(InterventionError, match=r"test-nan-at-layer-one\(layers=1\) produced NaN/inf at layer 1"):
+        experiment.run(tiny_llama, prompts(tiny_llama), ["test-nan-at-layer-one:layers=1"], progress=False)
+
+
+def test_metrics_that_mean_nothing_are_refused(tiny_bert, tiny_llama):
+    with pytest.raises(InputError, match="means nothing on tiny-bert"):
+        experiment.run(tiny_bert, prompts(tiny_bert), ["mask-sink"], metrics=["loss"], progress=False)
+    with pytest.raises(InputError, match="logit_diff needs a token pair"):
+        experiment.run(tiny_llama, prompts(tiny_llama), ["mask-sink"], metrics=["logit_diff"], progress=False)
+    res = experiment.run(tiny_llama, prompts(tiny_llama), ["mask-sink"], logit_pair=("a", "b"), progress=False)
+    assert res.filter(metric="delta_logit_diff").rows and res.filter(metric="logit_diff", intervention="none").rows
+
+
+def test_confidence_intervals_and_baseline_rows(tiny_llama):
+    res = experiment.run(tiny_llama, prompts(tiny_llama), ["mask-sink"], progress=False)
+    base = res.filter(metric="loss", intervention="none").rows[0]
+    assert base["ci_low"] < base["value"] < base["ci_high"] and base["n"] == 6 * 23
+    delta = res.filter(metric="delta_loss").rows[0]
+    assert delta["value"] == pytest.approx(res.value("loss", intervention="mask-sink()") - base["value"], abs=1e-9)
+
+
+def test_a_sweep_killed_half_way_resumes_without_recomputing(tiny_llama, tmp_path, monkeypatch):
+    ds = prompts(tiny_llama)
+    out = tmp_path / "sweep.json"
+    real = experiment._unit_stats
+    calls = {"n": 0}
+
+    def dies_after_four(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "_unit_stats", dies_after_four)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.sweep(tiny_llama, ds, "zero-implicit-bias", over="head", out=out, units_per_chunk=2,
+                         batch_size=6, progress=False)
+    journal = [json.loads(line) for line in (tmp_path / "sweep.json.partial.jsonl").read_text().splitlines()[1:]]
+    assert len(journal) == 4  # two chunks of two heads finished before the crash
+    monkeypatch.setattr(experiment, "_unit_stats", real)
+    resumed = experiment.sweep(tiny_llama, ds, "zero-implicit-bias", over="head", out=out, units_per_chunk=2,
+                               batch_size=6, progress=False)
+    assert resumed.provenance["resumed_units"] == 4
+    fresh = experiment.sweep(tiny_llama, ds, "zero-implicit-bias", over="head", progress=False)
+    key = lambda r: (r["intervention"], r["metric"])  # noqa: E731
+    assert sorted((key(r), round(r["value"], 9)) for r in resumed) == sorted((key(r), round(r["value"], 9)) for r in fresh)
+    assert Results.load(out).provenance["identity_hash"]
+
+
+def test_attribution_ranks_heads_like_the_exact_sweep(tiny_llama):
+    ds = prompts(tiny_llama, n=6, window=32)
+    for name in ("zero-implicit-bias", "mask-sink"):
+        estimate = attribution_sweep(tiny_llama, ds, name, progress=False)
+        exact = experiment.sweep(tiny_llama, ds, name, over="head", progress=False)
+        assert spearman(estimate, exact) > 0.8
+    with pytest.raises(InputError, match="leave heads unset"):
+        attribution_sweep(tiny_llama, ds, "mask-sink:heads=1")
+
+
+def test_interventions_are_frozen_values():
+    entry = iv.get("scale-sink", gamma=0.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        entry.gamma = 2.0
+    assert entry == iv.parse("scale-sink:gamma=0.5") and hash(entry) == hash(iv.parse("scale-sink:gamma=0.5"))

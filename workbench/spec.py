@@ -1,0 +1,211 @@
+"""Experiments as data: a TOML spec fully determines a run; `explain` says what it will do first.
+
+    >>> spec = RunSpec.load("experiments/implicit-bias.toml")
+    >>> print(spec.explain()); results = spec.execute()
+
+```toml
+model = "smollm2-135m"                 # zoo name, local directory or cached HF id
+
+[data]                                 # one of corpus (default) / text_file / jsonl / prompts
+corpus = "austen"
+window = 128
+n_windows = 16
+prepend_bos = true
+
+[run]
+interventions = ["zero-implicit-bias", "mean-implicit-bias", "scale-sink:gamma=0.5,layers=3-10"]
+metrics = ["loss", "delta_loss", "kl", "top1_agreement"]      # optional: defaults per model family
+batch_size = 8
+seed = 0
+out = "results/implicit-bias.json"
+
+[[run.intervention]]                   # the same as a table (optional)
+name = "scale-sink"
+gamma = 0.25
+
+[sweep]                                # optional: one intervention per layer or (layer, head)
+intervention = "zero-implicit-bias"
+over = "head"
+attribution = true                     # also estimate it by attribution patching
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import InputError, WorkbenchError
+
+_TOP = {"model", "device", "data", "run", "sweep"}
+_DATA = {"corpus": str, "document": str, "text_file": str, "jsonl": str, "prompts": str, "window": int,
+         "n_windows": int, "prepend_bos": bool, "seed": int}
+_RUN = {"interventions": list, "intervention": list, "metrics": list, "batch_size": int, "seed": int, "out": str,
+        "logit_pair": list, "resume": bool, "rows_per_forward": int}
+_SWEEP = {"intervention": (str, dict), "over": str, "layers": (str, int, list), "heads": (str, int, list),
+          "attribution": bool}
+
+
+def needs_statistics(intervention: Any) -> bool:
+    """Whether an intervention runs a first, read-only pass over the data (means, patch sources)."""
+    from interventions import Compose, Intervention
+
+    if isinstance(intervention, Compose):
+        return any(needs_statistics(m) for m in intervention.members)
+    return type(intervention).prepare is not Intervention.prepare
+
+
+def _check(table: dict, allowed: dict, where: str) -> None:
+    for key, value in table.items():
+        if key not in allowed:
+            raise InputError(f"spec {where}: unknown key {key!r}; allowed {', '.join(sorted(allowed))}")
+        kind = allowed[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool) and int in kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise InputError(f"spec {where}.{key}: expected {names}, got {value!r}")
+
+
+@dataclasses.dataclass
+class RunSpec:
+    model: str = "smollm2-135m"
+    device: str | None = None
+    data: dict[str, Any] = dataclasses.field(default_factory=dict)
+    run: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sweep: dict[str, Any] | None = None
+    source: str = "<flags>"
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunSpec:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"spec file {path} does not exist")
+        try:
+            blob = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"spec {path}: not valid TOML ({exc})") from exc
+        return cls.from_dict(blob, str(path))
+
+    @classmethod
+    def from_dict(cls, blob: dict, source: str = "<dict>") -> RunSpec:
+        for key in blob:
+            if key not in _TOP:
+                raise InputError(f"spec {source}: unknown top-level key {key!r}; allowed {', '.join(sorted(_TOP))}")
+        if not isinstance(blob.get("model", ""), str):
+            raise InputError(f"spec {source}: model: expected a string, got {blob['model']!r}")
+        for name, allowed in (("data", _DATA), ("run", _RUN), ("sweep", _SWEEP)):
+            if name in blob and not isinstance(blob[name], dict):
+                raise InputError(f"spec {source}: [{name}] must be a table")
+            _check(blob.get(name, {}), allowed, f"[{name}]")
+        spec = cls(blob.get("model", "smollm2-135m"), blob.get("device"), dict(blob.get("data", {})),
+                   dict(blob.get("run", {})), dict(blob["sweep"]) if "sweep" in blob else None, source)
+        spec.interventions()  # parse now: a malformed entry points at its key before anything loads
+        if spec.sweep is not None and "intervention" not in spec.sweep:
+            raise InputError(f"spec {source}: [sweep] needs an intervention")
+        return spec
+
+    def interventions(self) -> list:
+        from interventions import from_spec, parse
+
+        out = []
+        for i, item in enumerate(self.run.get("interventions", [])):
+            if not isinstance(item, str):
+                raise InputError(f"spec {self.source}: [run].interventions[{i}]: expected a string like "
+                                 f"'scale-sink:gamma=0.5', got {item!r}")
+            try:
+                out.append(parse(item))
+            except InputError as exc:
+                raise InputError(f"spec {self.source}: [run].interventions[{i}]: {exc}") from exc
+        for i, table in enumerate(self.run.get("intervention", [])):
+            try:
+                out.append(from_spec(table))
+            except (InputError, TypeError) as exc:
+                raise InputError(f"spec {self.source}: [[run.intervention]] #{i + 1}: {exc}") from exc
+        return out
+
+    def sweep_intervention(self):
+        from interventions import from_spec
+
+        item = self.sweep["intervention"]
+        try:
+            return from_spec(item)
+        except InputError as exc:
+            raise InputError(f"spec {self.source}: [sweep].intervention: {exc}") from exc
+
+    # -- running --------------------------------------------------------------------------------
+    def load_data(self, model: Any):
+        from workbench import data
+
+        d = {"corpus": data.DEFAULT_CORPUS, "window": 128, "n_windows": 8, "prepend_bos": True, "seed": 0, **self.data}
+        if "text_file" in d:
+            return data.from_file(model, d["text_file"], d["window"], d["prepend_bos"], max_windows=d["n_windows"] or None)
+        if "jsonl" in d:
+            return data.from_jsonl(model, d["jsonl"], d["window"], d["prepend_bos"], max_windows=d["n_windows"] or None)
+        if d.get("prompts") and d["prompts"] != "natural":
+            return data.control_prompts(model, d["prompts"], d["window"], d["n_windows"], d["seed"], d["prepend_bos"])
+        return data.corpus_windows(model, d["corpus"], d["window"], d["n_windows"], d["prepend_bos"], d.get("document"))
+
+    def explain(self) -> str:
+        """What `execute` will do, without loading anything heavy."""
+        lines = [f"spec: {self.source}", f"model: {self.model}" + (f" on {self.device}" if self.device else "")]
+        d = {"corpus": "austen", "window": 128, "n_windows": 8, "prepend_bos": True, **self.data}
+        source = d.get("text_file") or d.get("jsonl") or (f"prompts:{d['prompts']}" if d.get("prompts") else
+                                                          f"corpus:{d['corpus']}")
+        lines.append(f"data: {source}, windows of T={d['window']} tokens, {d['n_windows'] or 'all'} sequences, "
+                     f"BOS {'prepended' if d['prepend_bos'] else 'not prepended'}")
+        units = self.interventions()
+        batch = self.run.get("batch_size", 8)
+        lines.append(f"metrics: {', '.join(self.run['metrics']) if 'metrics' in self.run else 'defaults of the model family'}"
+                     f"; bootstrap 95% intervals over sequences; seed {self.run.get('seed', 0)}")
+        if self.sweep:
+            base = self.sweep_intervention()
+            over = self.sweep.get("over", "head")
+            try:
+                from workbench.models import card
+
+                shape = card(self.model)
+                count = shape.n_layers * (shape.n_heads if over == "head" else 1)
+                lines.append(f"sweep size: up to {count} units ({shape.n_layers} layers"
+                             f"{f' x {shape.n_heads} heads' if over == 'head' else ''}), each one forward pass per batch")
+            except WorkbenchError:  # a local directory or HF id: its shape is unknown until loaded
+                pass
+            lines.append(f"sweep: {base} over each {over}"
+                         f"{' (layers ' + str(self.sweep['layers']) + ')' if 'layers' in self.sweep else ''}"
+                         f"{'; plus an attribution-patching estimate (1 forward + 1 backward per batch)' if self.sweep.get('attribution') else ''}")
+        lines.append("passes: 1 baseline pass" + (f" + {len(units)} intervention pass(es): " +
+                     "; ".join(str(u) for u in units) if units else "") + f", batch size {batch}")
+        needs_first_pass = [str(u) for u in units if needs_statistics(u)]
+        if needs_first_pass:
+            lines.append("first passes (statistics): " + "; ".join(needs_first_pass))
+        out = self.run.get("out")
+        lines.append(f"output: {out} (journaled; rerun resumes finished units)" if out else
+                     "output: printed only (set [run].out to save)")
+        return "\n".join(lines)
+
+    def execute(self, progress: bool = True):
+        from workbench import models
+        from workbench.attribution import attribution_sweep, spearman
+        from workbench.experiment import run, sweep
+
+        model = models.load(self.model, device=self.device)
+        dataset = self.load_data(model)
+        options = {"metrics": self.run.get("metrics"), "batch_size": self.run.get("batch_size", 8),
+                   "seed": self.run.get("seed", 0), "logit_pair": self.run.get("logit_pair"),
+                   "resume": self.run.get("resume", True), "progress": progress,
+                   "rows_per_forward": self.run.get("rows_per_forward", 16)}
+        out = self.run.get("out")
+        if self.sweep:
+            base = self.sweep_intervention()
+            results = sweep(model, dataset, base, over=self.sweep.get("over", "head"), layers=self.sweep.get("layers"),
+                            heads=self.sweep.get("heads"), out=out, **options)
+            if self.sweep.get("attribution"):
+                estimate = attribution_sweep(model, dataset, base, options["batch_size"], progress)
+                rho = spearman(estimate, results) if self.sweep.get("over", "head") == "head" else None
+                results = results + estimate
+                results.provenance["attribution_spearman"] = rho
+                if out:
+                    results.save(out)
+            return results
+        return run(model, dataset, self.interventions(), out=out, **options)
