@@ -1,6 +1,6 @@
 # Sink Workbench: setup, main job and tests. Each target does its own setup on a fresh machine.
 #   make reproduce   reproduce the survey figures on the bundled model (the main job)
-#   make test        lint + unit + integration tests + notebooks
+#   make test        lint + unit + integration tests + notebooks (executed)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -11,11 +11,11 @@ MODEL  ?= smollm2-135m
 .PHONY: reproduce test unit setup models lint bench clean
 
 reproduce: models
-	$(BIN)/sinkbench eval --model $(MODEL) --window 256 --n-windows 16 --json $(OUT)/eval-$(MODEL).json
+	$(BIN)/sinkbench figures --all --model $(MODEL) --out $(OUT)
 
 test: models
-	$(BIN)/ruff check workbench interventions tests
-	$(BIN)/pytest -q
+	$(BIN)/ruff check workbench interventions tests bench
+	$(BIN)/pytest -q --nbmake --nbmake-timeout=300 tests notebooks
 
 unit: setup
 	$(BIN)/pytest -q tests/unit
@@ -36,7 +36,7 @@ models: setup
 	$(BIN)/sinkbench data fetch --all
 
 lint: setup
-	$(BIN)/ruff check workbench interventions tests
+	$(BIN)/ruff check workbench interventions tests bench
 
 bench: models
 	$(BIN)/python bench/run_all.py

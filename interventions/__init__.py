@@ -16,6 +16,7 @@
 | `softmax-plus-one` | A = exp(x) / (1 + sum exp(x)) at inference (Miller 2023) |
 | `massive-activations` | massive residual dims at the sinks set to zero or to their mean (Sun et al. 2024) |
 | `window-attention` | keep the first n_sinks keys plus the last W keys (StreamingLLM's mask) |
+| `zero-head` | zero the heads' outputs (head ablation; the active/dormant test of Guo et al. 2024) |
 
 Every entry takes `layers=`, `heads=` (query heads) and `sink=` (bos, positions, tok:TOKEN, cls, sep)
 where they make sense. Write a new one in a few lines:

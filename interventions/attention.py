@@ -99,3 +99,15 @@ class WindowAttention(AttentionEdit):
         keep = (k < self.n_sinks) | (q - k < self.window)
         everything = torch.ones_like(ctx.queries)[:, None, :, None]
         return renormalise(pattern, pattern * keep, everything), None
+
+
+@register("zero-head", "zero the output of the heads in scope (head ablation: A := 0, so z = 0)")
+@dataclasses.dataclass(frozen=True)
+class ZeroHead(AttentionEdit):
+    """Removes the heads entirely; with `heads=` and a sweep it measures which heads matter (the
+    active/dormant test of Guo et al. 2024: sink-dominated 'dormant' heads barely change the loss)."""
+
+    sink_aware = False
+
+    def edit(self, pattern, ctx, layer, scores=None):
+        return torch.zeros_like(pattern), None

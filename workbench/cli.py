@@ -409,6 +409,49 @@ def summarize_run(results) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------------------
+
+
+@command
+def _figures(sub: argparse._SubParsersAction) -> None:
+    parser = _parser(sub, "figures", "reproduce the survey's figures: PNG + PDF + CSV per figure and a gallery",
+                     "  sinkbench figures --all --out figures/              # the main job (README)\n"
+                     "  sinkbench figures sink-grid depth-profile --model gemma3-270m --out figures-gemma/\n"
+                     "  sinkbench figures --list\n\n"
+                     "Results are cached under OUT/data/: a rerun with nothing changed only redraws.")
+    parser.add_argument("names", nargs="*", help="figures to draw (default with --all: every registered one)")
+    parser.add_argument("--all", action="store_true", help="every registered figure")
+    parser.add_argument("--list", action="store_true", help="list the registered figures and what they reproduce")
+    parser.add_argument("--model", default="smollm2-135m", help="model for the model-generic figures")
+    parser.add_argument("--out", type=Path, default=Path("figures"), help="output directory (default figures/)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="small data (for smoke tests; numbers are noisy)")
+    parser.add_argument("--force", action="store_true", help="recompute even when cached Results match")
+    parser.set_defaults(func=_figures_run)
+
+
+def _figures_run(args: argparse.Namespace) -> int:
+    import time
+
+    from workbench import figures
+
+    if args.list:
+        for name, entry in figures.recipes().items():
+            fixed = f" [model {entry.model}]" if entry.model else ""
+            print(f"{name:<28} {entry.title}{fixed}\n{'':<28} reproduces: {entry.reproduces}")
+        return 0
+    if not args.names and not args.all:
+        raise InputError("name the figures to draw or pass --all (see `sinkbench figures --list`)")
+    started = time.perf_counter()
+    print(f"drawing into {args.out}/ (model {args.model})")
+    done = figures.build(args.names, args.out, args.model, all_=args.all, seed=args.seed, quick=args.quick,
+                         force=args.force)
+    print(f"{len(done)} figures in {time.perf_counter() - started:.1f} s; gallery: {args.out / 'index.html'}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------------------
 

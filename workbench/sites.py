@@ -204,8 +204,10 @@ class SinkSpec:
                                  f"(it encodes to {len(encoded)} ids: {encoded[:6]})")
         return ids
 
-    def key_mask(self, tokens: torch.Tensor, model: Any, positions: Sequence[int] | None = None) -> torch.Tensor:
-        """[batch, T] bool: True at the sink keys of each sequence. `positions` resolves an `auto` spec."""
+    def key_mask(self, tokens: torch.Tensor, model: Any, positions: Sequence[int] | None = None,
+                 require: bool = True) -> torch.Tensor:
+        """[batch, T] bool: True at the sink keys of each sequence. `positions` resolves an `auto` spec.
+        With `require`, a sink token absent from a sequence is an error; without, that row stays all False."""
         batch, length = tokens.shape
         mask = torch.zeros(batch, length, dtype=torch.bool, device=tokens.device)
         if self.kind == "positions" or (self.kind == "auto" and positions is not None):
@@ -221,7 +223,7 @@ class SinkSpec:
         for token_id in self.token_ids(model):
             mask |= tokens == token_id
         missing = (~mask.any(dim=1)).nonzero().flatten().tolist()
-        if missing:
+        if missing and require:
             raise InputError(f"sink token(s) {self.tokens} do not occur in {len(missing)} of {batch} input sequences "
                              f"(e.g. sequence {missing[0]} of this batch); choose another sink or other data")
         return mask

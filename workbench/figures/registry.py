@@ -126,8 +126,14 @@ def _resolve(names: Iterable[str] | None, all_: bool) -> list[Recipe]:
     return [known[n] for n in names]
 
 
-def _model_for(entry: Recipe, model_name: str) -> str:
-    return entry.model or model_name
+def _family(model_name: str) -> str:
+    """The family of a zoo model without loading it (loaded models answer for local dirs and HF ids)."""
+    from workbench import models
+
+    try:
+        return models.card(model_name).family
+    except WorkbenchError:
+        return models.info(models.load(model_name)).family
 
 
 def _identity(entry: Recipe, ctx: FigureContext) -> dict:
@@ -182,8 +188,10 @@ def draw(entry: Recipe, results: Results, ctx: FigureContext) -> tuple[list[Path
 
 def build(names: Iterable[str] | None = None, out: str | Path = "figures", model: str = "smollm2-135m",
           all_: bool = False, seed: int = 0, quick: bool = False, force: bool = False,
-          log: Callable[[str], None] = print) -> list[dict]:
-    """Run what is missing, draw every requested figure, and write the gallery (index.html, index.md)."""
+          log: Callable[[str], None] = print, model_overrides: dict[str, str] | None = None) -> list[dict]:
+    """Run what is missing, draw every requested figure, and write the gallery (index.html, index.md).
+
+    `model_overrides` maps a recipe's fixed model to another (tests draw the encoder recipe on tiny-bert)."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -194,10 +202,18 @@ def build(names: Iterable[str] | None = None, out: str | Path = "figures", model
     except OSError as exc:
         raise InputError(f"output directory {out} is not writable: {exc.strerror}") from exc
     entries = _resolve(names, all_)
+    family = _family(model)
     done = []
     for entry in entries:
+        if entry.model is None and family not in entry.families:
+            if names and not all_:
+                raise FigureError(f"figure {entry.name!r} needs a {' or '.join(entry.families)} model; "
+                                  f"{model} is a {family}")
+            log(f"  {entry.name:<28} skipped: needs a {' or '.join(entry.families)} model, {model} is a {family}")
+            continue
         params = {**entry.params, **(entry.quick_params if quick else {})}
-        ctx = FigureContext(_model_for(entry, model), out, params, seed, quick)
+        target = (model_overrides or {}).get(entry.model, entry.model) or model
+        ctx = FigureContext(target, out, params, seed, quick)
         started = time.perf_counter()
         results = compute_results(entry, ctx, force=force)
         paths, caption = draw(entry, results, ctx)
@@ -213,12 +229,12 @@ def build(names: Iterable[str] | None = None, out: str | Path = "figures", model
 def write_gallery(out: Path, figures: list[dict]) -> None:
     """index.md and index.html listing every figure with its caption and links to its data."""
     known = {f["name"]: f for f in figures}
+    order = list(recipes())
     index_path = out / "index.json"
     if index_path.is_file():  # keep figures drawn by earlier calls that this call did not redo
         for old in json.loads(index_path.read_text()):
-            if old["name"] not in known and (out / old["png"]).is_file():
+            if old["name"] not in known and old["name"] in order and (out / old["png"]).is_file():
                 known[old["name"]] = old
-    order = list(recipes())
     items = sorted(known.values(), key=lambda f: order.index(f["name"]) if f["name"] in order else len(order))
     index_path.write_text(json.dumps(items, indent=2))
     md = ["# Sink Workbench — figure gallery", "",

@@ -25,7 +25,14 @@ from workbench.errors import InputError
 from workbench.probes.activations import massive_activations
 from workbench.probes.heads import heads
 from workbench.probes.norms import implicit_bias, norms
-from workbench.probes.sinks import attention_maps, detect_sinks, sink_tokens, sinks
+from workbench.probes.sinks import (
+    attention_maps,
+    detect_sinks,
+    sink_ratio_controls,
+    sink_tokens,
+    sinks,
+    special_token_attention,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,4 +116,4 @@ def run(name: str, model: Any, data: Any, **options: Any):
 
 
 __all__ = ["PROBES", "Probe", "attention_maps", "detect_sinks", "heads", "implicit_bias", "massive_activations",
-           "norms", "run", "sink_tokens", "sinks"]
+           "norms", "run", "sink_ratio_controls", "sink_tokens", "sinks", "special_token_attention"]

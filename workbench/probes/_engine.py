@@ -41,8 +41,12 @@ def device_of(model: Any) -> torch.device:
 
 def probe_pass(model: Any, data: Dataset, readers: Sequence[tuple[str, Reader]], layers: Iterable[int],
                sink: SinkSpec | None = None, batch_size: int = 8, progress: bool = True, desc: str = "probe",
-               after_batch: Callable[[Batch], None] | None = None, auto_positions: Sequence[int] | None = None) -> None:
-    """Run `data` through `model` with read-only hooks on `blocks.{l}.{suffix}` for the given layers."""
+               after_batch: Callable[[Batch], None] | None = None, auto_positions: Sequence[int] | None = None,
+               skip_missing: bool = False) -> None:
+    """Run `data` through `model` with read-only hooks on `blocks.{l}.{suffix}` for the given layers.
+
+    `skip_missing`: sequences in which a token sink does not occur (or no query sees it) are kept with an
+    empty query mask (they count zero queries) instead of being an error."""
     model_info = info(model)
     sites.require_pattern_hooks(model)
     check_range("batch size", batch_size, 1, 1 << 20)
@@ -59,9 +63,9 @@ def probe_pass(model: Any, data: Dataset, readers: Sequence[tuple[str, Reader]],
     prepared = []
     for index, tokens in data.batches(batch_size):
         tokens = tokens.to(device)
-        key_mask = sink.key_mask(tokens, model, auto_positions)
-        queries = sites.query_mask(key_mask, model_info.causal)
-        if not queries.any(dim=1).all():
+        key_mask = sink.key_mask(tokens, model, auto_positions, require=not skip_missing)
+        queries = sites.query_mask(key_mask, model_info.causal) & key_mask.any(dim=1, keepdim=True)
+        if not skip_missing and not queries.any(dim=1).all():
             raise InputError(f"sink {sink.label}: some sequences have no query that can see the sink "
                              "(it sits at their last position); choose an earlier sink or longer windows")
         prepared.append(Batch(index, tokens, key_mask, queries, {}))

@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import torch
 
 from workbench import sites
@@ -130,3 +131,46 @@ def summarize(results: Results) -> str:
                  f"|a| > {prov.get('abs_threshold') if prov.get('rule') == 'sun' else 0}, "
                  f">= {prov.get('ratio_threshold')} x median): {first}")
     return "\n".join(lines)
+
+
+def layer_snapshot(model: Any, text: str = "Summer is warm. Winter is cold.", layer: int | None = None,
+                   n_top: int = 3, n_other: int = 9, prepend_bos: bool = True, seed: int = 0) -> Results:
+    """|activation| of one layer's residual stream for one input, over its top dimensions and a few random
+    others: the data of Sun et al. 2024's Fig. 1 (their sentence is the default).
+
+        >>> layer_snapshot(model).df            # rows (position, token, dim, value)
+
+    Without `layer`, the first layer whose top |activation| is >= 1000x its median (else the layer with
+    the largest ratio) is shown.
+    """
+    from workbench.data import from_text
+
+    model_info = info(model)
+    data = from_text(model, text, window=min(model_info.n_ctx, 512), prepend_bos=prepend_bos)
+    tokens = data.tensor()
+    store: dict[int, torch.Tensor] = {}
+
+    def grab(index: int):
+        def fn(tensor: torch.Tensor, hook: Any) -> None:
+            store[index] = tensor[0].detach().float().abs().cpu()
+        return fn
+
+    hooks = [(sites.resid(i), grab(i)) for i in range(model_info.n_layers)]
+    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
+        model(tokens.to(next(model.parameters()).device))
+    ratios = {i: float(a.max() / a.median().clamp_min(1e-12)) for i, a in store.items()}
+    if layer is None:
+        layer = next((i for i in sorted(ratios) if ratios[i] >= 1000), max(ratios, key=ratios.get))
+    sites.parse_layers(layer, model)
+    values = store[layer]  # [T, d]
+    top = torch.topk(values.max(dim=0).values, n_top).indices.tolist()
+    rest = [d for d in range(values.shape[1]) if d not in top]
+    others = sorted(np.random.default_rng(seed).choice(rest, size=min(n_other, len(rest)), replace=False).tolist())
+    dims = sorted(top + others)
+    names = str_tokens(model, tokens[0].tolist())
+    rows = [{"experiment": "probe:layer-snapshot", "model": model_info.name, "metric": "abs_activation",
+             "layer": layer, "head": None, "position": p, "token": names[p], "dim": d, "value": float(values[p, d]),
+             "massive_dim": d in top} for p in range(values.shape[0]) for d in dims]
+    header = provenance("probe:layer-snapshot", model, data, text=text, layer=layer, top_dims=top,
+                        top1_to_median=ratios[layer])
+    return Results(rows, header)

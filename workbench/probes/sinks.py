@@ -52,11 +52,14 @@ def visible_keys(length: int, causal: bool, device: Any = None) -> torch.Tensor:
 
 
 def sinks(model: Any, data: Dataset, sink: Any = "bos", eps: Iterable[float] = DEFAULT_EPS, layers: Any = None,
-          batch_size: int = 8, progress: bool = True) -> Results:
+          batch_size: int = 8, progress: bool = True, skip_missing: bool = False) -> Results:
     """Sink attention of every head, sink ratios at several eps, and the last-query depth profile.
 
         >>> res = sinks(models.load("smollm2-135m"), corpus_windows(model, window=64, n_windows=32))
         >>> res.filter(metric="sink_ratio", layer=None).df
+
+    `skip_missing`: for a token sink, sequences where the token does not occur are left out of the
+    averages (their count is in the provenance) instead of being an error.
     """
     started = time.perf_counter()
     model_info = info(model)
@@ -78,7 +81,7 @@ def sinks(model: Any, data: Dataset, sink: Any = "bos", eps: Iterable[float] = D
         mass = (pattern.float() * batch.sink[:, None, None, :]).sum(-1)  # [b, h, q]
         queries = batch.queries[:, None, :].float()  # [b, 1, q]
         seen = (mass * queries).sum(-1).double()  # [b, h]
-        n_queries = queries.sum(-1).double()  # [b, 1]; > 0, checked by probe_pass
+        n_queries = queries.sum(-1).double()  # [b, 1]; > 0 unless skip_missing (then the row is NaN)
         per_sequence[batch.index, i] = (seen / n_queries).cpu()
         sums[i] += seen.sum(0).cpu()
         counts[i] += n_queries.sum().cpu()
@@ -88,12 +91,15 @@ def sinks(model: Any, data: Dataset, sink: Any = "bos", eps: Iterable[float] = D
             visible_sinks = torch.cumsum(batch.sink.float(), dim=1) if model_info.causal else \
                 batch.sink.float().sum(1, keepdim=True).expand_as(batch.sink)
             share = visible_sinks / visible_keys(batch.sink.shape[1], model_info.causal, batch.sink.device)
-            uniform["sum"] += float((share * batch.queries).sum())
+            uniform["sum"] += float((share.nan_to_num() * batch.queries).sum())
             uniform["count"] += float(batch.queries.sum())
 
     probe_pass(model, data, [("attn.hook_pattern", on_pattern)], layer_ids, spec, batch_size, progress,
-               desc="sinks", auto_positions=auto_positions)
+               desc="sinks", auto_positions=auto_positions, skip_missing=skip_missing)
+    if counts[0] == 0:
+        raise InputError(f"sink {spec.label} occurs in none of the {len(data)} sequences (or no query sees it)")
     score = sums / counts[:, None]
+    seen_sequences = int((~per_sequence[:, 0, 0].isnan()).sum())
     metric = sink_metric_name(spec)
     common = {"experiment": "probe:sinks", "model": model_info.name, "sink": spec.label}
     rows = per_head_rows(score, metric, layer_ids, n=int(counts[0]), **common)
@@ -104,11 +110,13 @@ def sinks(model: Any, data: Dataset, sink: Any = "bos", eps: Iterable[float] = D
                   **common} for i, layer in enumerate(layer_ids)]
         rows.append({"metric": "sink_ratio", "eps": e, "layer": None, "head": None, "value": float(above.mean()),
                      **common})
+        valid = per_sequence[~per_sequence[:, 0, 0].isnan()]
         rows.append({"metric": "sink_ratio_per_sequence", "eps": e, "layer": None, "head": None,
-                     "value": float((per_sequence > e).double().mean()), **common})
+                     "value": float((valid > e).double().mean()), **common})
     rows.append({"metric": "uniform_attention", "layer": None, "head": None,
                  "value": uniform["sum"] / uniform["count"], **common})
     header = provenance("probe:sinks", model, data, sink=spec.label, eps=list(eps), layers=list(layer_ids),
+                        sequences_with_sink=seen_sequences,
                         auto_sink_positions=list(auto_positions) if auto_positions is not None else None,
                         wall_seconds=round(time.perf_counter() - started, 3))
     return Results(rows, header)
@@ -291,3 +299,56 @@ def summarize(results: Results, eps: Sequence[float] | None = None) -> str:
     lines.append("  whole model: sink ratio " + ", ".join(f"eps={e:g}: {r:.3f}" for e, r in zip(eps, whole))
                  + f"  (uniform attention would give {uniform:.3f})")
     return "\n".join(lines)
+
+
+def sink_ratio_controls(model: Any, window: int = 64, n: int = 16, seed: int = 0, eps: Iterable[float] = (0.3,),
+                        kinds: Sequence[str] = ("natural", "random", "repeated"),
+                        bos: Sequence[bool] = (True, False), corpus: str = "austen") -> Results:
+    """The sink ratio on the control prompt sets of Gu et al. 2025 (Table 1), with and without BOS.
+
+        >>> sink_ratio_controls(model).filter(metric="sink_ratio", layer=None).df[["prompts", "bos", "value"]]
+
+    Rows are the `sink_ratio` rows of `sinks` with two more columns, `prompts` and `bos`.
+    """
+    from workbench import data as data_module
+
+    rows, header = [], {}
+    for kind in kinds:
+        for with_bos in bos:
+            dataset = data_module.control_prompts(model, kind, window=window, n=n, seed=seed, prepend_bos=with_bos,
+                                                  corpus=corpus)
+            res = sinks(model, dataset, eps=eps, progress=False)
+            rows += [{**r, "prompts": kind, "bos": with_bos} for r in res.filter(metric="sink_ratio")]
+            header = res.provenance
+    header = {**header, "data_source": "control prompts: " + ", ".join(kinds), "bos_policy": "both",
+              "n_sequences": n, "window": window}
+    return Results(rows, header)
+
+
+def special_token_attention(model: Any, data: Dataset, targets: Sequence[str] = ("cls", "sep", "tok:.", "tok:,"),
+                            batch_size: int = 8, progress: bool = False) -> Results:
+    """Per-head attention to special tokens and punctuation (Clark et al. 2019, Fig. 2): the `sink_attention`
+    rows of `sinks` for each target, with a `target` column. Sequences without a target are left out of
+    that target's averages (`sequences_with_target` says how many had it).
+
+        >>> special_token_attention(models.load("minilm-l6"), data).df.groupby("target").value.mean()
+    """
+    rows, header, absent = [], {}, []
+    names = {"cls": "[CLS]", "sep": "[SEP]", "bos": "BOS"}
+    for target in targets:
+        try:
+            res = sinks(model, data, sink=target, eps=(0.3,), batch_size=batch_size, progress=progress,
+                        skip_missing=True)
+        except InputError as exc:
+            if "occurs in none" not in str(exc):
+                raise
+            absent.append(target)
+            continue
+        metric = sink_metric_name(SinkSpec.parse(target))
+        label = names.get(target, repr(target.split(":", 1)[-1]))
+        rows += [{**r, "metric": "sink_attention", "target": label,
+                  "sequences_with_target": res.provenance["sequences_with_sink"]} for r in res.filter(metric=metric)]
+        header = res.provenance
+    if not rows:
+        raise InputError(f"none of the targets {list(targets)} occurs in the data")
+    return Results(rows, {**header, "targets": list(targets), "absent_targets": absent})

@@ -1,0 +1,193 @@
+"""The figure layer: every plot function renders from a small Results fixture and matches its baseline
+image; the registry builds a complete gallery; missing data and bad input fail clearly.
+
+Refresh the baseline images after an intended change of a plot:
+    SINKBENCH_REFRESH_FIGURES=1 .venv/bin/pytest tests/unit/test_figures.py
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.testing.compare import compare_images
+
+from workbench import figures
+from workbench.errors import InputError
+from workbench.figures import plots, style
+from workbench.figures.registry import FigureContext, FigureError, Recipe, draw
+from workbench.results import Results
+
+BASELINE = Path(__file__).parents[1] / "figures" / "baseline"
+# RMS difference (0-255 scale) tolerated between a rendering and its baseline: anti-aliasing noise only.
+TOLERANCE = 2.0
+PROV = {"model": "fixture-lm", "data_source": "corpus:austen", "window": 16, "n_sequences": 4, "bos_policy": "bos"}
+
+
+def sinks_fixture(layers=6, heads=4):
+    rng = np.random.default_rng(0)
+    rows = []
+    for layer in range(layers):
+        for head in range(heads):
+            score = float(np.clip(0.15 * layer + 0.1 * rng.standard_normal(), 0, 1))
+            rows.append({"metric": "first_token_attention", "layer": layer, "head": head, "value": score})
+            rows.append({"metric": "last_token_attention", "layer": layer, "head": head, "value": score * 0.9})
+    scores = np.array([r["value"] for r in rows if r["metric"] == "first_token_attention"])
+    rows.append({"metric": "sink_ratio", "eps": 0.3, "layer": None, "head": None, "value": float((scores > 0.3).mean())})
+    rows.append({"metric": "uniform_attention", "layer": None, "head": None, "value": 0.1})
+    return Results(rows, PROV)
+
+
+def maps_fixture():
+    rows = []
+    for layer in (0, 3):
+        for q in range(8):
+            for k in range(q + 1):
+                value = (0.7 if k == 0 and layer == 3 else 0.0) + (0.3 if layer == 3 else 1.0) / (q + 1)
+                rows.append({"metric": "attention", "layer": layer, "head": 0, "q": q, "k": k, "value": value})
+    return Results(rows, PROV)
+
+
+def massive_fixture():
+    rows = []
+    for layer in range(6):
+        big = 5.0 if layer < 2 else 2000.0
+        rows += [{"metric": "top1", "layer": layer, "value": big, "position": 0, "token": "<bos>", "dim": 7},
+                 {"metric": "top2", "layer": layer, "value": big / 2, "position": 0, "token": "<bos>", "dim": 3},
+                 {"metric": "top3", "layer": layer, "value": 4.0, "position": 5, "token": ".", "dim": 1},
+                 {"metric": "median", "layer": layer, "value": 0.5 + 0.1 * layer}]
+    rows.append({"metric": "first_massive_layer", "layer": None, "value": 2})
+    return Results(rows, PROV)
+
+
+def snapshot_fixture():
+    rows = []
+    for position, token in enumerate(["<bos>", "Summer", " is", " warm", "."]):
+        for dim in (1, 4, 7, 9):
+            value = 900.0 if (position == 0 and dim == 7) else 300.0 if (position == 4 and dim == 4) else 1.0 + dim * 0.1
+            rows.append({"metric": "abs_activation", "layer": 2, "position": position, "token": token, "dim": dim,
+                         "value": value})
+    return Results(rows, PROV)
+
+
+def norms_fixture():
+    rows = []
+    for layer in range(6):
+        for head in range(2):
+            values = {"value_norm_sink": 0.5, "value_norm_other": 3.0 + layer * 0.2,
+                      "attention_share_sink": 0.1 * layer, "contribution_share_sink": 0.05 * layer,
+                      "sink_term_cv": 0.3 / (layer + 1), "null_term_cv": 2.0, "sink_term_share": 0.1 * layer}
+            rows += [{"metric": m, "layer": layer, "head": head, "value": v} for m, v in values.items()]
+    return Results(rows, PROV)
+
+
+def run_fixture():
+    rows = [{"intervention": "none", "metric": "loss", "value": 3.5, "ci_low": 3.2, "ci_high": 3.8}]
+    for name, value in (("zero-implicit-bias()", 0.35), ("mean-implicit-bias()", 0.12), ("mask-sink()", -0.01)):
+        rows.append({"intervention": name, "metric": "delta_loss", "value": value, "ci_low": value - 0.05,
+                     "ci_high": value + 0.05})
+    return Results(rows, PROV)
+
+
+def sweep_fixture():
+    rows = [{"intervention": f"zero-head@L{layer}H{h}", "metric": "delta_loss", "layer": layer, "head": h,
+             "value": 0.02 * (h - 1) * (layer + 1)} for layer in range(6) for h in range(4)]
+    return Results(rows, {**PROV, "experiment": "sweep:zero-head:head"})
+
+
+def control_fixture():
+    rows = []
+    for prompts, value in (("natural", 0.8), ("random", 0.75), ("repeated", 0.0)):
+        for bos in (True, False):
+            rows.append({"metric": "sink_ratio", "eps": 0.3, "layer": None, "value": value if not bos else 0.6,
+                         "prompts": prompts, "bos": bos})
+    return Results(rows, PROV)
+
+
+def special_fixture():
+    rows = [{"metric": "sink_attention", "layer": layer, "head": h, "target": target,
+             "value": (0.5 if target == "[CLS]" else 0.05) + 0.01 * h}
+            for target in ("[CLS]", "[SEP]", "'.'") for layer in range(4) for h in range(3)]
+    return Results(rows, PROV)
+
+
+def layer_sweep_fixture():
+    rows = [{"intervention": f"{name}@L{layer}", "metric": "delta_loss", "layer": layer, "value": scale * layer,
+             "ci_low": scale * layer - 0.01, "ci_high": scale * layer + 0.01}
+            for name, scale in (("zero-implicit-bias", 0.02), ("mean-implicit-bias", 0.005)) for layer in range(6)]
+    return Results(rows, PROV)
+
+
+CASES = {
+    "special_tokens": lambda: plots.special_tokens(special_fixture()),
+    "sweep_profile": lambda: plots.sweep_profile(layer_sweep_fixture()),
+    "sink_grid": lambda: plots.sink_grid(sinks_fixture()),
+    "depth_profile": lambda: plots.depth_profile(sinks_fixture()),
+    "attention_heatmaps": lambda: plots.attention_heatmaps(maps_fixture()),
+    "control_prompts": lambda: plots.control_prompts(control_fixture()),
+    "massive_3d": lambda: plots.massive_3d(snapshot_fixture()),
+    "massive_layerwise": lambda: plots.massive_layerwise(massive_fixture()),
+    "norms": lambda: plots.norms(norms_fixture()),
+    "implicit_bias_constancy": lambda: plots.implicit_bias_constancy(norms_fixture()),
+    "intervention_effects": lambda: plots.intervention_effects(run_fixture()),
+    "sweep_heatmap": lambda: plots.sweep_heatmap(sweep_fixture()),
+    "dormant_heads": lambda: plots.dormant_heads(sinks_fixture(), sweep_fixture()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_plot_matches_its_baseline_image(name, tmp_path):
+    fig, frame = CASES[name]()
+    assert len(frame) > 0
+    titles = " ".join(ax.get_title(loc="left") + ax.get_title() for ax in fig.axes) + (
+        fig.get_suptitle() if hasattr(fig, "get_suptitle") else "")
+    assert "fixture-lm" in titles  # every figure names its model
+    written = style.save(fig, frame, tmp_path / name, formats=("png",))
+    assert written[-1].read_text().count("\n") == len(frame) + 1  # the CSV holds exactly what is plotted
+    baseline = BASELINE / f"{name}.png"
+    if os.environ.get("SINKBENCH_REFRESH_FIGURES") == "1":
+        BASELINE.mkdir(parents=True, exist_ok=True)
+        baseline.write_bytes(written[0].read_bytes())
+    assert baseline.is_file(), f"no baseline for {name}: run with SINKBENCH_REFRESH_FIGURES=1 once"
+    assert compare_images(str(baseline), str(written[0]), tol=TOLERANCE) is None
+
+
+def test_missing_data_fails_naming_the_recipe(tmp_path):
+    entry = Recipe("broken-figure", "t", "nobody", compute=lambda ctx: None, plot=lambda r, c: plots.sink_grid(r))
+    ctx = FigureContext("tiny-llama", tmp_path, {})
+    with pytest.raises(FigureError, match="figure 'broken-figure': missing data .*metric 'sink_attention'"):
+        draw(entry, Results([{"metric": "loss", "value": 1.0}], PROV), ctx)
+    with pytest.raises(FigureError, match="figure 'broken-figure': its Results are empty"):
+        draw(entry, Results([], PROV), ctx)
+
+
+def test_bad_figure_requests(tmp_path, monkeypatch):
+    with pytest.raises(InputError, match="unknown figure 'sink-grd': available .*sink-grid"):
+        figures.build(["sink-grd"], tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(InputError, match="not writable"):
+        figures.build(["sink-grid"], blocker / "out", model="tiny-llama")
+    monkeypatch.setenv("SINKBENCH_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(FigureError, match="not available offline: run `sinkbench models fetch smollm2-135m`"):
+        figures.build(["sink-grid"], tmp_path / "figs", model="smollm2-135m")
+
+
+def test_the_gallery_holds_every_registered_figure_and_reruns_reuse_results(tmp_path, monkeypatch):
+    out = tmp_path / "gallery"
+    done = figures.build(None, out, model="tiny-llama", all_=True, quick=True,
+                         model_overrides={"minilm-l6": "tiny-bert"}, log=lambda _: None)
+    names = {d["name"] for d in done}
+    assert names == set(figures.recipes())
+    index = (out / "index.md").read_text()
+    html = (out / "index.html").read_text()
+    for name in names:
+        assert f"`{name}`" in index and f"{name}.png" in html
+        for suffix in (".png", ".pdf", ".csv", ".caption.txt"):
+            assert (out / f"{name}{suffix}").is_file()
+        assert Results.load(out / "data" / f"{name}.json").provenance["identity_hash"]
+    calls = []
+    for entry in figures.recipes().values():
+        monkeypatch.setattr(entry, "compute", lambda ctx, calls=calls: calls.append(1))
+    figures.build(["sink-grid", "norms"], out, model="tiny-llama", quick=True, log=lambda _: None)
+    assert not calls  # nothing changed: the cached Results are drawn again
