@@ -170,7 +170,7 @@ class Intervention:
         return out
 
     def __str__(self) -> str:
-        """name(non-default parameters)."""
+        """`name(non-default parameters)`, or just `name` when every parameter has its default."""
         shown = []
         for field in dataclasses.fields(self):
             if field.compare and field.init:
@@ -178,7 +178,7 @@ class Intervention:
                 default = field.default if field.default is not dataclasses.MISSING else None
                 if value != default:
                     shown.append(f"{field.name}={value!r}")
-        return f"{self.name}({', '.join(shown)})"
+        return f"{self.name}({', '.join(shown)})" if shown else self.name
 
     __repr__ = __str__
 

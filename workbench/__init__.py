@@ -29,6 +29,11 @@ _PUBLIC = {
     "Results": "workbench.results",
     # experiments
     "evaluate": "workbench.experiment",
+    "run": "workbench.experiment",
+    "sweep": "workbench.experiment",
+    "hooked": "workbench.experiment",
+    "attribution_sweep": "workbench.attribution",
+    "RunSpec": "workbench.spec",
     # errors
     "WorkbenchError": "workbench.errors",
     "InputError": "workbench.errors",

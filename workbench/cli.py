@@ -132,15 +132,19 @@ def _models_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch_each(args: argparse.Namespace, known: list[str], fetch: Callable[..., object], what: str) -> int:
+    names = known if args.all else args.names
+    if not names:
+        raise InputError(f"name the {what} to fetch ({', '.join(known)}) or pass --all")
+    for name in names:
+        fetch(name, force=args.force)
+    return 0
+
+
 def _models_fetch(args: argparse.Namespace) -> int:
     from workbench import models
 
-    names = list(models.BUNDLED) if args.all else args.names
-    if not names:
-        raise InputError(f"name the models to fetch ({', '.join(models.BUNDLED)}) or pass --all")
-    for name in names:
-        models.fetch(name, force=args.force)
-    return 0
+    return _fetch_each(args, list(models.BUNDLED), models.fetch, "models")
 
 
 def _models_verify(args: argparse.Namespace) -> int:
@@ -186,12 +190,7 @@ def _data_list(args: argparse.Namespace) -> int:
 def _data_fetch(args: argparse.Namespace) -> int:
     from workbench import data
 
-    names = list(data.CORPORA) if args.all else args.names
-    if not names:
-        raise InputError(f"name the corpora to fetch ({', '.join(data.CORPORA)}) or pass --all")
-    for name in names:
-        data.fetch_corpus(name, force=args.force)
-    return 0
+    return _fetch_each(args, list(data.CORPORA), data.fetch_corpus, "corpora")
 
 
 # --------------------------------------------------------------------------------------------------

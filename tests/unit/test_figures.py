@@ -83,7 +83,7 @@ def norms_fixture():
 
 def run_fixture():
     rows = [{"intervention": "none", "metric": "loss", "value": 3.5, "ci_low": 3.2, "ci_high": 3.8}]
-    for name, value in (("zero-implicit-bias()", 0.35), ("mean-implicit-bias()", 0.12), ("mask-sink()", -0.01)):
+    for name, value in (("zero-implicit-bias", 0.35), ("mean-implicit-bias", 0.12), ("mask-sink", -0.01)):
         rows.append({"intervention": name, "metric": "delta_loss", "value": value, "ci_low": value - 0.05,
                      "ci_high": value + 0.05})
     return Results(rows, PROV)

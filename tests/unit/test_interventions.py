@@ -45,7 +45,7 @@ def test_zero_implicit_bias_equals_zero_sink_value(name):
     model = models.load(name)
     ds = prompts(model)
     res = experiment.run(model, ds, ["zero-implicit-bias", "zero-sink-value"], progress=False)
-    zib, zsv = (res.value("loss", intervention=k) for k in ("zero-implicit-bias()", "zero-sink-value()"))
+    zib, zsv = (res.value("loss", intervention=k) for k in ("zero-implicit-bias", "zero-sink-value"))
     assert zib == pytest.approx(zsv, abs=1e-6) and zib != res.value("loss", intervention="none")
     tokens = ds.tensor()
     assert torch.allclose(logits_under(model, "zero-implicit-bias:heads=1", tokens),
@@ -165,8 +165,8 @@ def test_mean_implicit_bias_does_not_depend_on_the_batch_size(tiny_llama):
     ds = prompts(tiny_llama, n=6)
     small = experiment.run(tiny_llama, ds, ["mean-implicit-bias"], batch_size=2, progress=False)
     large = experiment.run(tiny_llama, ds, ["mean-implicit-bias"], batch_size=6, progress=False)
-    assert small.value("loss", intervention="mean-implicit-bias()") == pytest.approx(
-        large.value("loss", intervention="mean-implicit-bias()"), abs=1e-6)
+    assert small.value("loss", intervention="mean-implicit-bias") == pytest.approx(
+        large.value("loss", intervention="mean-implicit-bias"), abs=1e-6)
 
 
 def test_mean_implicit_bias_constant_is_mean_attention_times_mean_value(tiny_llama):
@@ -255,7 +255,7 @@ def test_confidence_intervals_and_baseline_rows(tiny_llama):
     base = res.filter(metric="loss", intervention="none").rows[0]
     assert base["ci_low"] < base["value"] < base["ci_high"] and base["n"] == 6 * 23
     delta = res.filter(metric="delta_loss").rows[0]
-    assert delta["value"] == pytest.approx(res.value("loss", intervention="mask-sink()") - base["value"], abs=1e-9)
+    assert delta["value"] == pytest.approx(res.value("loss", intervention="mask-sink") - base["value"], abs=1e-9)
 
 
 def test_a_sweep_killed_half_way_resumes_without_recomputing(tiny_llama, tmp_path, monkeypatch):

@@ -202,14 +202,14 @@ def implicit_bias_test(ctx: FigureContext) -> Results:
     return run(model, _windows(ctx), entries, progress=False, seed=ctx.seed)
 
 
-_LABELS = {"zero-implicit-bias()": "zero the sink term A[q,0]v_0",
-           "mean-implicit-bias()": "replace it by its mean (constant)",
-           "zero-sink-value()": "v_0 := 0",
-           "mean-sink-value()": "v_0 := mean(v_0)",
-           "mask-sink()": "mask the sink, renormalise",
-           "scale-sink()": "scale the sink by 0.5, renormalise",
-           "softmax-plus-one()": "softmax+1 in every head",
-           "massive-activations()": "massive activations at BOS := 0",
+_LABELS = {"zero-implicit-bias": "zero the sink term A[q,0]v_0",
+           "mean-implicit-bias": "replace it by its mean (constant)",
+           "zero-sink-value": "v_0 := 0",
+           "mean-sink-value": "v_0 := mean(v_0)",
+           "mask-sink": "mask the sink, renormalise",
+           "scale-sink": "scale the sink by 0.5, renormalise",
+           "softmax-plus-one": "softmax+1 in every head",
+           "massive-activations": "massive activations at BOS := 0",
            "massive-activations(mode='mean')": "massive activations at BOS := mean"}
 
 
@@ -224,8 +224,8 @@ def _(results, ctx):
         rows = results.filter(metric="delta_loss", intervention=key).rows
         return f"{rows[0]['value']:+.3f}" if rows else "n/a"
 
-    zero, mean = delta("zero-implicit-bias()"), delta("mean-implicit-bias()")
-    massive_zero, massive_mean = delta("massive-activations()"), delta("massive-activations(mode='mean')")
+    zero, mean = delta("zero-implicit-bias"), delta("mean-implicit-bias")
+    massive_zero, massive_mean = delta("massive-activations"), delta("massive-activations(mode='mean')")
     return (f"Change of the next-token loss (baseline {results.value('loss', intervention='none'):.3f}) under each "
             f"intervention on every layer and head of {_where(results)}, 95 % bootstrap intervals over sequences. "
             f"Zeroing the sink term: {zero}; replacing it by a constant: {mean}; massive activations zeroed: "
