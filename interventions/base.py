@@ -301,22 +301,31 @@ class AttentionEdit(Scoped):
         return out
 
 
+def _covers(tensor: torch.Tensor, rows: slice, heads: list[int], head_dim: int) -> bool:
+    """Whether (rows, heads) is the whole tensor: then an edit replaces it without a copy."""
+    return rows.start == 0 and rows.stop == tensor.shape[0] and heads == list(range(tensor.shape[head_dim]))
+
+
 def _flowing_hooks(edit: AttentionEdit, model: Any, ctx: UnitContext, layer: int, heads: list[int]) -> list[Hook]:
     rows = ctx.rows
     key = ("edit", id(edit), id(ctx), layer)
 
+    def select(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor if _covers(tensor, rows, heads, 1) else tensor[rows][:, heads]
+
     def on_scores(tensor: torch.Tensor, hook: Any) -> None:
-        ctx.scratch[key + ("scores",)] = tensor[rows][:, heads]
+        ctx.scratch[key + ("scores",)] = select(tensor)
 
     def on_pattern(tensor: torch.Tensor, hook: Any) -> torch.Tensor | None:
-        pattern = tensor[rows][:, heads]
-        new, extra = edit.edit(pattern, ctx, layer, ctx.scratch.pop(key + ("scores",), None))
+        new, extra = edit.edit(select(tensor), ctx, layer, ctx.scratch.pop(key + ("scores",), None))
         if extra is not None:
             _check_finite(extra, edit, f"layer {layer} (z term)")
             ctx.scratch[key + ("dz",)] = extra
         if new is None:
             return None
         _check_finite(new, edit, f"layer {layer} (attention pattern)")
+        if _covers(tensor, rows, heads, 1):
+            return new.to(tensor.dtype)
         out = tensor.clone()
         out[rows, heads] = new.to(out.dtype)
         return out
@@ -325,6 +334,8 @@ def _flowing_hooks(edit: AttentionEdit, model: Any, ctx: UnitContext, layer: int
         extra = ctx.scratch.pop(key + ("dz",), None)
         if extra is None:
             return None
+        if _covers(tensor, rows, heads, 2):
+            return tensor + extra.to(tensor.dtype)
         out = tensor.clone()
         out[rows, :, heads] += extra.to(out.dtype)
         return out
