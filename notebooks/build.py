@@ -83,7 +83,7 @@ effects.filter(metric="kl").df[["intervention", "value", "ci_low", "ci_high"]]""
     ("md", """Taking attention away from the sink and renormalising changes the loss very little: the mass
 is simply redistributed. Evicting the sink from a short window (n_sinks = 0) hurts much more than a
 window that keeps the first tokens, the StreamingLLM observation in mask form."""),
-    ("code", """per_layer = experiment.sweep(model, windows, "mask-sink", over="layer", progress=False)
+    ("code", """per_layer = experiment.sweep(model, windows.subset(range(4)), "mask-sink", over="layer", progress=False)
 fig, _ = plots.sweep_profile(per_layer, metric="kl", label="KL(baseline || masked) per token")
 figures.show(fig)"""),
     ("md", """## Which heads matter?
@@ -169,8 +169,9 @@ deep layers it is a large part of what a head writes. BOS's value vector is iden
 test = experiment.run(model, windows, ["zero-implicit-bias", "mean-implicit-bias", "mask-sink"], progress=False)
 fig, _ = plots.intervention_effects(test)
 figures.show(fig)"""),
-    ("code", """zero = experiment.sweep(model, windows, "zero-implicit-bias", over="layer", progress=False)
-mean = experiment.sweep(model, windows, "mean-implicit-bias", over="layer", progress=False)
+    ("code", """small = data.corpus_windows(model, "austen", window=64, n_windows=4)
+zero = experiment.sweep(model, small, "zero-implicit-bias", over="layer", progress=False)
+mean = experiment.sweep(model, small, "mean-implicit-bias", over="layer", progress=False)
 fig, _ = plots.sweep_profile(zero + mean)
 figures.show(fig)"""),
     ("md", """**What it means.** Removing the sink term costs SmolLM2 about a third of a nat per token; a
