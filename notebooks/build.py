@@ -174,8 +174,8 @@ zero = experiment.sweep(model, small, "zero-implicit-bias", over="layer", progre
 mean = experiment.sweep(model, small, "mean-implicit-bias", over="layer", progress=False)
 fig, _ = plots.sweep_profile(zero + mean)
 figures.show(fig)"""),
-    ("md", """**What it means.** Removing the sink term costs SmolLM2 about a third of a nat per token; a
-single constant per head recovers most of it, but not all — the term is nearly, not perfectly, constant
+    ("md", """**What it means.** Removing the sink term costs SmolLM2 between a third and half a nat per token; a
+single constant per head recovers about two thirds of that, but not all — the term is nearly, not perfectly, constant
 (its coefficient of variation is far from zero in some layers). The per-layer sweep shows where the
 constant is a good replacement and where it is not."""),
 ]
@@ -240,10 +240,11 @@ special.df.groupby("target").value.mean()"""),
 fig, _ = plots.intervention_effects(ablations, metric="embedding_change")
 figures.show(fig)
 ablations.filter(metric="embedding_cosine").df[["intervention", "value"]]"""),
-    ("md", """**What it means.** In this distilled model the sink is [CLS], not [SEP]: about half the
-attention of layers 1–4 goes to [CLS], while [SEP] gets little. Removing the [CLS] term moves the
-sentence embedding more than removing [SEP]'s, yet the cosine similarity stays very high: the sink
-term is a small, near-constant contribution to the pooled embedding."""),
+    ("md", """**What it means.** In this distilled model the sink is [CLS], not [SEP]: [CLS] receives far
+more attention than [SEP] or punctuation. Masking [CLS] and renormalising moves the sentence embedding a
+lot, because the attention it absorbed is pushed onto content tokens; removing only what [CLS] *writes*
+(the `zero-implicit-bias` term) barely moves it. High attention, small contribution: the no-op signature
+of Kobayashi et al. (2020), here in a sentence encoder. [SEP] matters little either way."""),
 ]
 
 NOTEBOOKS["09_compose_your_own"] = [
@@ -282,7 +283,7 @@ strength = sinks.filter(metric="first_token_attention").df.groupby("layer").valu
 effect = sweep.filter(metric="delta_loss").df.set_index("layer").value
 print("correlation between a layer's sink strength and the cost of sharpening it:",
       round(float(strength.corr(effect)), 3))"""),
-    ("md", """**What it means.** Eleven lines defined a new intervention; it ran through the same runner,
+    ("md", """**What it means.** A dozen lines defined a new intervention; it ran through the same runner,
 composition, sweep and figure code as the catalogue, with bootstrap intervals and provenance (its
 parameters are in `results.provenance["interventions"]`, rebuildable with `interventions.from_spec`)."""),
 ]
