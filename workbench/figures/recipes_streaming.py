@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FormatStrFormatter
 
-from workbench import streaming
+from workbench import models, streaming
 from workbench.figures import style
 from workbench.figures.registry import FigureContext, recipe
 from workbench.results import Results
@@ -107,7 +107,7 @@ def streaming_curves(ctx: FigureContext) -> Results:
     params = ctx.params
     window, sinks = params["window"], params["sinks"]
     policies = [streaming.Window(window), streaming.Sinks(sinks, window), streaming.Recompute(window)]
-    if len(text.sequences[0]) <= streaming.models.info(model).n_ctx:
+    if len(text.sequences[0]) <= models.info(model).n_ctx:
         policies.insert(0, streaming.Dense())
     return streaming.run(model, text, policies, chunk=params["chunk"], recompute_stride=params["recompute_stride"],
                          curve_bin=params["curve_bin"], seed=ctx.seed, progress=False)
