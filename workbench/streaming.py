@@ -34,7 +34,11 @@ Two paths give the same numbers:
   tokens at their text distance. So one pass with a banded mask, plus a separate sink score block
   whose queries are rotated at min(t, W-1), reproduces the cache; the keys a chunk needs from earlier
   chunks (S sinks + W - S - 1 recent) are carried between chunks. The deviation from the exact path
-  is floating-point only (see `docs`/report: ~1e-5 nats on SmolLM2).
+  is floating-point only: on SmolLM2 over 2,047 predictions of Emma (dense, window 256, sinks 4+252)
+  at most 7.6e-5 nats on one token, 3e-6 to 5e-6 on average, perplexity equal to 4e-7 relative.
+  Speed (bench/streaming.py, SmolLM2, one torch thread on the shared 2-core VM at load ~2): the exact
+  path runs like a plain HF decode loop with a cache (~17 tok/s), the fast path like HF feeding
+  blocks through its cache (~190 tok/s), about 11x faster.
 - `Recompute` exact = one forward of W tokens per prediction (N x W tokens); fast = stride s: one
   forward per s predictions, the first of which sees only W - s + 1 tokens (a real approximation,
   the strided-perplexity trick; its deviation is measured, not assumed).

@@ -17,6 +17,10 @@ from workbench.figures import style
 from workbench.figures.registry import FigureContext, recipe
 from workbench.results import Results
 
+# One colour per policy in every streaming figure (Xiao Fig. 3's four curves).
+POLICY_COLOURS = {"dense": style.PALETTE[0], "window": style.PALETTE[1], "sinks": style.PALETTE[2],
+                  "recompute": style.PALETTE[3]}
+
 
 def _long_text(ctx: FigureContext):
     model = ctx.model()
@@ -119,10 +123,14 @@ def _(results: Results, ctx: FigureContext):
     frame = curves[["policy", "sinks", "window", "position_start", "position", "value", "n"]].rename(
         columns={"value": "log_ppl"})
     fig, ax = style.new_figure("wide")
-    for policy, part in frame.groupby("policy", sort=False):
+    order = [p for p in POLICY_COLOURS if p in set(frame["policy"])]
+    order += [p for p in frame["policy"].unique() if p not in POLICY_COLOURS]
+    for index, policy in enumerate(order):
+        part = frame[frame["policy"] == policy]
         row = part.iloc[0]
         label = policy if pd.isna(row["window"]) else f"{policy} {int(row['sinks'])}+{int(row['window'] - row['sinks'])}"
-        ax.plot(part["position"], part["log_ppl"], label=label)
+        colour = POLICY_COLOURS.get(policy, style.PALETTE[(len(POLICY_COLOURS) + index) % len(style.PALETTE)])
+        ax.plot(part["position"], part["log_ppl"], label=label, color=colour)
     window = results.filter(metric="perplexity", policy="window").df["window"]
     if len(window):
         ax.axvline(float(window.iloc[0]), color="0.5", linestyle=":", linewidth=0.8)
@@ -139,7 +147,8 @@ def _(results: Results, ctx: FigureContext):
 def _(results: Results, ctx: FigureContext) -> str:
     frame = _perplexities(results)
     values = ", ".join(f"{p}: {v:.2f}" for p, v in zip(frame["policy"], frame["value"]))
-    stride = results.provenance.get("recompute_stride")
+    strides = results.filter(metric="perplexity", policy="recompute").df
+    stride = int(strides["stride"].iloc[0]) if len(strides) else None
     return (f"Mean NLL per bin of tokens of {results.provenance.get('model')} reading {_text_label(results)}; "
             f"perplexity over the whole text: {values}. Window and sinks keep positions inside the cache; "
             f"recompute re-encodes the last W tokens for every block of {stride} predictions.")
