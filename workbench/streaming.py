@@ -38,7 +38,9 @@ Two paths give the same numbers:
   at most 7.6e-5 nats on one token, 3e-6 to 5e-6 on average, perplexity equal to 4e-7 relative.
   Speed (bench/streaming.py, SmolLM2, one torch thread on the shared 2-core VM at load ~2): the exact
   path runs like a plain HF decode loop with a cache (~17 tok/s), the fast path like HF feeding
-  blocks through its cache (~190 tok/s), about 11x faster.
+  blocks through its cache (~190 tok/s), about 11x faster. `run` also reads the first W tokens
+  only once for all its fast-path policies: nothing is evicted before W, so they all read them as
+  dense does (`SharedPrefix`).
 - `Recompute` exact = one forward of W tokens per prediction (N x W tokens); fast = stride s: one
   forward per s predictions, the first of which sees only W - s + 1 tokens (a real approximation,
   the strided-perplexity trick; its deviation is measured, not assumed).
@@ -508,6 +510,13 @@ class _BandedCache:
     def entries(self) -> int:
         return self.sink_k[0].shape[1] + self.recent_k[0].shape[1]
 
+    def seed(self, prefix: SharedPrefix, length: int) -> None:
+        """Start after a dense pass over tokens 0..length-1 (length <= W: nothing evicted yet)."""
+        keep_from = self.sinks if self.recent is None else max(self.sinks, length - (self.recent - 1))
+        for layer, (k, v) in enumerate(zip(prefix.keys, prefix.values)):
+            self.sink_k[layer], self.sink_v[layer] = k[:, :min(self.sinks, length)], v[:, :min(self.sinks, length)]
+            self.recent_k[layer], self.recent_v[layer] = k[:, keep_from:length], v[:, keep_from:length]
+
     def start_chunk(self, t0: int, t1: int) -> None:
         """The band of queries t0..t1-1: one additive mask over [sinks | window keys] and the RoPE tables."""
         decoder, device = self.decoder, self.decoder.device
@@ -548,26 +557,55 @@ class _BandedCache:
         return z
 
 
+def _read_chunk(decoder: LlamaDecoder, cache: _BandedCache, ids: Tensor, t0: int, t1: int) -> np.ndarray:
+    """Read tokens t0..t1-1 through the cache; the NLL of each next token, [t1 - t0]."""
+    cache.start_chunk(t0, t1)
+    logits = decoder.forward(ids[t0:t1], cache.attend)  # [c, vocab]
+    targets = ids[t0 + 1:t1 + 1]
+    return (-torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[:, None])[:, 0]).cpu().numpy()
+
+
+@dataclasses.dataclass
+class SharedPrefix:
+    """A dense pass over the first `length` tokens, computed once by `run` for several fast-path
+    policies: while t < W nothing has been evicted, so every Sinks(S, W) / Window(W) reads tokens
+    0..W-1 exactly as dense does; each policy starts from this pass instead of recomputing it."""
+
+    length: int
+    keys: list[Tensor]  # per layer [KV, length, d], before RoPE
+    values: list[Tensor]
+    nll: np.ndarray  # [length]
+    seconds: float
+
+    @classmethod
+    def compute(cls, decoder: LlamaDecoder, ids: Tensor, length: int, chunk: int) -> SharedPrefix:
+        started = time.perf_counter()
+        cache = _BandedCache(decoder, 0, None)
+        nll = [_read_chunk(decoder, cache, ids, t0, min(t0 + chunk, length)) for t0 in range(0, length, chunk)]
+        return cls(length, cache.recent_k, cache.recent_v, np.concatenate(nll), time.perf_counter() - started)
+
+
 def _stream_fast(decoder: LlamaDecoder, ids: Tensor, sinks: int, window: int | None, chunk: int,
-                 progress: bool) -> Stream:
-    """Read ids in chunks of `chunk` tokens through a `_BandedCache`."""
+                 progress: bool, prefix: SharedPrefix | None = None) -> Stream:
+    """Read ids in chunks of `chunk` tokens through a `_BandedCache` (after `prefix`, if given)."""
     started = time.perf_counter()
     n_tokens = len(ids)
     cache = _BandedCache(decoder, sinks, window)
     nll = np.full(n_tokens - 1, np.nan)
-    max_entries = max_keys = 0
-    for t0 in progress_bar(range(0, n_tokens - 1, chunk), desc=f"stream S={sinks} W={window} (fast)",
+    start = 0 if prefix is None else min(prefix.length, window or prefix.length, n_tokens - 1)
+    if start:
+        cache.seed(prefix, start)
+        nll[:start] = prefix.nll[:start]
+    max_entries, max_keys = cache.entries, start
+    for t0 in progress_bar(range(start, n_tokens - 1, chunk), desc=f"stream S={sinks} W={window} (fast)",
                            enabled=progress):
-        t1 = min(t0 + chunk, n_tokens - 1)
-        cache.start_chunk(t0, t1)
-        logits = decoder.forward(ids[t0:t1], cache.attend)  # [c, vocab]
-        targets = ids[t0 + 1:t1 + 1]
-        nll[t0:t1] = (-torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[:, None])[:, 0]).cpu().numpy()
+        nll[t0:t0 + chunk] = _read_chunk(decoder, cache, ids, t0, min(t0 + chunk, n_tokens - 1))
         max_keys = max(max_keys, int(cache.visible.sum(-1).max()))
         max_entries = max(max_entries, cache.entries)
     itemsize = torch.empty(0, dtype=decoder.dtype).element_size()
     bytes_held = 2 * itemsize * len(decoder.layers) * decoder.n_kv_heads * decoder.d_head * max_entries
-    return Stream(nll, "fast", max_entries, max_keys, bytes_held, time.perf_counter() - started, chunk=chunk)
+    seconds = time.perf_counter() - started + (prefix.seconds if start else 0.0)  # as if it had run alone
+    return Stream(nll, "fast", max_entries, max_keys, bytes_held, seconds, chunk=chunk)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -624,7 +662,7 @@ def newline_id(model: Any) -> int:
 
 def stream_nll(model: Any, ids: Sequence[int] | np.ndarray | Tensor, policy: CachePolicy, *, fast: bool = True,
                chunk: int = DEFAULT_CHUNK, recompute_stride: int | None = None, batch_size: int = 8,
-               progress: bool = True) -> Stream:
+               progress: bool = True, shared_prefix: SharedPrefix | None = None) -> Stream:
     """Per-token NLL of reading `ids` under a cache policy: the engine under `run` (no length checks
     beyond the model's own limits).
 
@@ -633,6 +671,7 @@ def stream_nll(model: Any, ids: Sequence[int] | np.ndarray | Tensor, policy: Cac
 
     `fast=False` forces the exact token-by-token path; policies without a `band()` always take it.
     `recompute_stride` (Recompute only) defaults to 1 on the exact path and W // 8 on the fast one.
+    `shared_prefix` (fast path, same ids, no replaced sinks) skips the tokens a dense pass already read.
     """
     model_info = models.info(model)
     if not model_info.causal:
@@ -662,7 +701,8 @@ def stream_nll(model: Any, ids: Sequence[int] | np.ndarray | Tensor, policy: Cac
             decoder = LlamaDecoder(model)
             band = policy.band()
             if fast and band is not None:
-                result = _stream_fast(decoder, ids, band[0], band[1], chunk, progress)
+                prefix = None if policy.replace_sinks else shared_prefix
+                result = _stream_fast(decoder, ids, band[0], band[1], chunk, progress, prefix)
             else:
                 result = _stream_exact(decoder, ids, policy, progress)
     if policy.replace_sinks:
@@ -852,6 +892,15 @@ def run(model: Any, text: _data.Dataset | Sequence[int] | np.ndarray, policies: 
         identity = {"experiment": EXPERIMENT, "model": model_info.name, "weights": model_info.weights_sha256,
                     "data": dataset.hash(), "seed": seed, "policies": [unit_name(p) for p in policies], **settings}
         store = ResultStore(out, identity)
+    prefix = None
+    sharing = [p for p in policies if fast and p.band() is not None and not p.replace_sinks
+               and not (store is not None and store.done(unit_name(p)))]
+    if len(sharing) > 1 and any(p.window for p in sharing):
+        # Every band policy reads tokens 0..W-1 exactly as dense does: read them once.
+        length = min(len(ids) - 1, max(p.window for p in sharing if p.window))
+        with torch.no_grad():
+            decoder = LlamaDecoder(model)
+            prefix = SharedPrefix.compute(decoder, torch.as_tensor(ids).to(decoder.device), length, chunk)
     rows: list[dict] = []
     for policy in policies:
         unit = unit_name(policy)
@@ -859,7 +908,7 @@ def run(model: Any, text: _data.Dataset | Sequence[int] | np.ndarray, policies: 
             rows += store.rows(unit)
             continue
         stream = stream_nll(model, ids, policy, fast=fast, chunk=chunk, recompute_stride=recompute_stride,
-                            progress=progress)
+                            progress=progress, shared_prefix=prefix)
         unit_rows = policy_rows(model, stream, policy, len(ids), curve_bin, seed)
         if log is not None:
             ppl = next(r for r in unit_rows if r["metric"] == "perplexity")
@@ -869,7 +918,8 @@ def run(model: Any, text: _data.Dataset | Sequence[int] | np.ndarray, policies: 
             store.add(unit, unit_rows)
         rows += unit_rows
     header = provenance(EXPERIMENT, model, dataset, seed=seed, policies=[unit_name(p) for p in policies],
-                        **settings, wall_seconds=round(time.perf_counter() - started, 3))
+                        **settings, shared_prefix_tokens=prefix.length if prefix else 0,
+                        wall_seconds=round(time.perf_counter() - started, 3))
     if store is not None:
         return store.finish(header)
     return Results(rows, header)

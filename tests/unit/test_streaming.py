@@ -113,6 +113,18 @@ def test_fast_path_matches_the_exact_path(tiny_llama, ids, policy):
         assert np.abs(exact.nll[scored] - fast.nll[scored]).max() <= FAST_VS_EXACT_ATOL, chunk
 
 
+def test_run_reads_the_common_prefix_once_without_changing_any_number(tiny_llama, ids):
+    policies = [Window(16), Sinks(2, 16), Sinks(4, 40), Sinks(4, 40, "newline"), Dense()]
+    results = streaming.run(tiny_llama, ids, policies, chunk=16, progress=False)
+    assert results.provenance["shared_prefix_tokens"] == 40  # tokens 0..39: no policy evicts before
+    for policy in policies:
+        alone = stream_nll(tiny_llama, ids, policy, fast=False, progress=False)
+        curve = results.filter(metric="nll", **policy.columns()).df.sort_values("position")["value"].to_numpy()
+        np.testing.assert_allclose(curve, alone.nll[np.isfinite(alone.nll)], atol=FAST_VS_EXACT_ATOL, rtol=0)
+        row = results.filter(metric="perplexity", **policy.columns()).rows[0]
+        assert row["keys_per_query_max"] == (policy.window or len(ids) - 1)
+
+
 def test_replacement_sinks_read_newlines_and_score_only_the_text(tiny_llama, ids):
     stream = stream_nll(tiny_llama, ids, Sinks(4, 24, "newline"), fast=False, progress=False)
     assert np.isnan(stream.nll[:3]).all() and np.isfinite(stream.nll[3:]).all()  # targets 1..3 were newlines
