@@ -38,8 +38,8 @@ def _stream(sub: argparse._SubParsersAction) -> None:
                        help="start the stream with BOS (recorded in provenance; default on)")
     group = parser.add_argument_group("policies (every combination is run)")
     group.add_argument("--policy", nargs="+", default=["sinks"], metavar="NAME",
-                       help="dense, window, sinks, recompute (default sinks); dense takes no --window, window "
-                            "and recompute keep no sinks")
+                       help="dense, window, sinks, recompute (default sinks); dense ignores --sinks and "
+                            "--window, window and recompute keep no sinks (S = 0)")
     group.add_argument("--sinks", nargs="+", type=int, default=None, metavar="S",
                        help="first tokens kept by the sinks policy (default 4); several values sweep")
     group.add_argument("--window", nargs="+", type=int, default=None, metavar="W",
@@ -52,7 +52,8 @@ def _stream(sub: argparse._SubParsersAction) -> None:
                             "instead of the fast chunked pass")
     group.add_argument("--chunk", type=int, default=256, help="tokens per chunk on the fast path (default 256)")
     group.add_argument("--recompute-stride", type=int, default=None,
-                       help="predictions per re-encoded window for recompute (default: 1 with --exact, else W // 8)")
+                       help="predictions per re-encoded window for recompute (default: 1 with --exact, i.e. "
+                            "N x W tokens encoded; else W // 8)")
     group.add_argument("--curve-bin", type=int, default=1,
                        help="tokens per point of the NLL curve rows (default 1: every token)")
     group.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
