@@ -500,4 +500,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m workbench.cli` runs this file as a second module, `__main__`, whose command list the
+    # workbench/cli_*.py modules (they register into `workbench.cli`) never fill: run the real one.
+    from workbench.cli import main as _main
+
+    sys.exit(_main())
