@@ -8,18 +8,12 @@ tokens) are `sinkbench stream` commands (see workbench/streaming.py).
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
-from matplotlib.ticker import FormatStrFormatter
 
 from workbench import models, streaming
-from workbench.figures import style
+from workbench.figures import plots
 from workbench.figures.registry import FigureContext, recipe
 from workbench.results import Results
-
-# One colour per policy in every streaming figure (Xiao Fig. 3's four curves).
-POLICY_COLOURS = {"dense": style.PALETTE[0], "window": style.PALETTE[1], "sinks": style.PALETTE[2],
-                  "recompute": style.PALETTE[3]}
 
 
 def _long_text(ctx: FigureContext):
@@ -59,27 +53,7 @@ def streaming_sinks(ctx: FigureContext) -> Results:
 
 @streaming_sinks.plotter
 def _(results: Results, ctx: FigureContext):
-    frame = _perplexities(results)[["cache_size", "sinks", "recent", "value", "ci_low", "ci_high", "n"]]
-    frame = frame.rename(columns={"value": "perplexity"}).sort_values(["cache_size", "sinks"])
-    fig, ax = style.new_figure("single")
-    sinks = sorted(frame["sinks"].unique())
-    for index, (cache, part) in enumerate(frame.groupby("cache_size")):
-        x = [sinks.index(s) for s in part["sinks"]]
-        ax.errorbar(x, part["perplexity"], yerr=[part["perplexity"] - part["ci_low"], part["ci_high"] - part["perplexity"]],
-                    marker="o", capsize=2, label=f"cache W = {cache}")
-        for xi, value in zip(x, part["perplexity"]):
-            # alternate the labels above / below the points so that two caches' numbers do not collide
-            ax.annotate(f"{value:.1f}", (xi, value), textcoords="offset points", xytext=(4, 3 if index % 2 == 0 else -8),
-                        fontsize=6)
-    ax.set_xticks(range(len(sinks)), [f"{s}" for s in sinks])
-    ax.set_xlabel("initial tokens kept S (S = 0: window attention; cache = S + (W - S))")
-    ax.set_ylabel("perplexity (log scale; bars: 95 % CI)")
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-    ax.legend()
-    style.label(ax, "streaming perplexity", model=results.provenance.get("model"), text=_text_label(results))
-    return fig, frame
+    return plots.streaming_perplexity(results)
 
 
 @streaming_sinks.captioner
@@ -119,28 +93,7 @@ def streaming_curves(ctx: FigureContext) -> Results:
 
 @streaming_curves.plotter
 def _(results: Results, ctx: FigureContext):
-    curves = results.filter(metric="nll").df
-    frame = curves[["policy", "sinks", "window", "position_start", "position", "value", "n"]].rename(
-        columns={"value": "log_ppl"})
-    fig, ax = style.new_figure("wide")
-    order = [p for p in POLICY_COLOURS if p in set(frame["policy"])]
-    order += [p for p in frame["policy"].unique() if p not in POLICY_COLOURS]
-    for index, policy in enumerate(order):
-        part = frame[frame["policy"] == policy]
-        row = part.iloc[0]
-        label = policy if pd.isna(row["window"]) else f"{policy} {int(row['sinks'])}+{int(row['window'] - row['sinks'])}"
-        colour = POLICY_COLOURS.get(policy, style.PALETTE[(len(POLICY_COLOURS) + index) % len(style.PALETTE)])
-        ax.plot(part["position"], part["log_ppl"], label=label, color=colour)
-    window = results.filter(metric="perplexity", policy="window").df["window"]
-    if len(window):
-        ax.axvline(float(window.iloc[0]), color="0.5", linestyle=":", linewidth=0.8)
-        ax.annotate("cache full", (float(window.iloc[0]), ax.get_ylim()[1]), fontsize=6, ha="left", va="top",
-                    xytext=(2, -2), textcoords="offset points", color="0.4")
-    ax.set_xlabel("input length (tokens)")
-    ax.set_ylabel(f"log perplexity (mean NLL per {int(np.nanmax(frame['n']))} tokens, nats)")
-    ax.legend()
-    style.label(ax, "log perplexity vs tokens", model=results.provenance.get("model"), text=_text_label(results))
-    return fig, frame
+    return plots.streaming_curves(results)
 
 
 @streaming_curves.captioner
