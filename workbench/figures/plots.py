@@ -325,9 +325,10 @@ def sweep_heatmap(results: Results, metric: str = "delta_loss"):
     ax.set_xticks(range(grid.shape[1]))
     ax.grid(False)
     fig.colorbar(image, ax=ax, label=f"{metric.replace('_', ' ')} (nats/token)")
-    name = str(results.provenance.get("experiment", "")).split(":")[1] if ":" in str(
-        results.provenance.get("experiment", "")) else ""
-    style.label(ax, f"{name} per head", _model(results), _text(results))
+    experiment = str(results.provenance.get("experiment", ""))
+    name = experiment.split(":")[1] if ":" in experiment else ""
+    estimated = " (attribution estimate)" if experiment.startswith("attribution") else ""
+    style.label(ax, f"{name} per head{estimated}", _model(results), _text(results))
     return fig, grid.reset_index().melt(id_vars="layer", var_name="head", value_name=metric)
 
 
