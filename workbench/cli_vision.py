@@ -28,7 +28,8 @@ def _train_vit(sub: argparse._SubParsersAction) -> None:
         flag = "--" + field.name.replace("_", "-")
         parser.add_argument(flag, type=type(field.default), default=None, metavar=field.name.upper(),
                             help=f"{TrainConfig.HELP[field.name]} (default {getattr(defaults, field.name)})")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: bit-identical weights on any machine)")
     parser.add_argument("--force", action="store_true", help="with --preset: retrain even if cached")
     parser.set_defaults(func=_train_vit_run)
 
@@ -49,7 +50,7 @@ def _train_vit_run(args: argparse.Namespace) -> int:
             return 0
         if args.force and models.is_cached(args.preset):
             (models.model_dir(args.preset) / models.MANIFEST).unlink()
-        models.fetch(args.preset)
+        models.fetch(args.preset)  # one thread, like every zoo build
         return 0
     if args.out is None:
         raise InputError("give --out DIR (or --preset NAME to train a zoo model into the cache)")
