@@ -80,6 +80,8 @@ def test_registers_are_appended_after_the_patches_and_discarded_at_the_output(vi
     hf, _ = models.hf_reference("tiny-vit-reg")
     registers = hf.vit.embeddings.register_tokens[0]
     assert torch.allclose(seen["hook_embed"][:, -2:], registers.expand(len(images), -1, -1))
+    # distinct at initialisation: equal registers would get equal gradients and stay one register repeated
+    assert (registers[0] - registers[1]).norm() > 0.1 * registers.norm(dim=-1).min()
 
     def shake(positions_):
         def fn(t, hook):
@@ -191,6 +193,12 @@ def test_image_attention_shares_sum_to_one_and_match_hf(vit_reg):
                                                                                                        abs=1e-6)
         assert res.value("background_to_object_ratio", layer=1, head=head) == pytest.approx(
             (bg[head] / obj[head]).item(), rel=1e-5)
+    top_share, top_key = received.max(dim=-1)  # [b, h]
+    assert res.value("top_key_share", layer=1, head=0) == pytest.approx(top_share[:, 0].mean().item(), abs=1e-6)
+    on_object = (~background).gather(1, (top_key[:, 0:1] - 1).clamp(0, 15))[:, 0] & (top_key[:, 0] >= 1) & \
+        (top_key[:, 0] <= 16)
+    assert res.filter(metric="top_key_kind", layer=1, head=0, kind="object").rows[0]["value"] == pytest.approx(
+        on_object.float().mean().item())
     example = res.filter(metric="example_cls_attention", image=2, layer=1, row=1, col=3).rows[0]
     assert example["value"] == pytest.approx(pattern[2, :, 0, 1 + 4 + 3].mean().item(), abs=1e-6)
 

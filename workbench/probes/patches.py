@@ -19,12 +19,19 @@ test-time register (`intervention=`, interventions.vision) the extra last positi
 - `cls_attention_share`, `cls_attention_per_token`: the same for the [CLS] query alone (the row a
   classifier reads; Darcet et al.'s attention maps);
 - `background_to_object_ratio`: attention_per_token(background) / attention_per_token(object);
+- per image, the single key that receives the most attention: `top_key_share` (its share, mean over
+  images: a sink takes a large share in every image, wherever it sits) and `top_key_kind` (per kind, the
+  fraction of images in which that key is of this kind); `cls_top_key_share` / `cls_top_key_kind` for
+  the [CLS] query (Darcet et al.'s attention-map spikes on background patches: cls_top_key_kind
+  background);
 plus `attention_received` and `cls_attention` per (layer, head, position) (position maps; patches carry
 row/col) and, for the first `examples` images, head-averaged maps `example_attention` /
 `example_cls_attention` per (image, layer, position).
 
 `patch_norms` rows, per layer (the residual stream after the block, `hook_resid_post`):
-- `norm_mean` per kind, `norm_median` / `norm_max` / `max_to_median` over patch tokens;
+- `norm_mean` per kind, `norm_median` / `norm_max` / `max_to_median` over all patch tokens, and within
+  each image `image_max_to_median` (mean over images; `_max`: the largest), which an artifact token
+  in an image raises whatever the image's overall brightness;
 - `high_norm_fraction`: patches flagged by the rule (`HighNormRule`: top:K, abs:X, ratio:R), and
   `high_norm_background_share`: the fraction of flagged patches that are background;
 - two populations? `ashman_d`: Ashman's D between the two groups of log-norms found by Otsu's split,
@@ -143,7 +150,15 @@ def image_attention(model: Any, images: Any, layers: Any = None, heads: Any = No
             if key not in maps:
                 maps[key] = torch.zeros(n_l, n_h, length, dtype=torch.float64)
             maps[key][i] += values.sum(0).double().cpu()
-        for kind, mask in kind_masks(batch.tokens, length).items():
+        masks = kind_masks(batch.tokens, length)
+        every = torch.ones(received.shape[0], device=received.device)
+        for prefix, values in (("", received), ("cls_", from_cls)):
+            top_share, top_key = values.max(dim=-1)  # [b, h]: the key that takes most attention in each image
+            add(f"{prefix}top_key_share", "*", top_share, every, i)
+            for kind, mask in masks.items():
+                if mask.any():
+                    add(f"{prefix}top_key_kind", kind, mask.gather(1, top_key).float(), every, i)
+        for kind, mask in masks.items():
             count = mask.sum(-1).float()  # [b]
             present = (count > 0).float()
             if not present.any():
@@ -171,8 +186,8 @@ def image_attention(model: Any, images: Any, layers: Any = None, heads: Any = No
             if entry["n"][i] == 0:
                 continue
             for j, head in enumerate(head_ids):
-                rows.append({"metric": metric, "layer": layer, "head": head, "kind": kind, "value": float(mean[i, j]),
-                             "n": int(entry["n"][i]), **common})
+                rows.append({"metric": metric, "layer": layer, "head": head, "kind": None if kind == "*" else kind,
+                             "value": float(mean[i, j]), "n": int(entry["n"][i]), **common})
                 if metric == "attention_per_token":
                     rows.append({"metric": "ratio_to_uniform", "layer": layer, "head": head, "kind": kind,
                                  "value": float(mean[i, j]) * length, "n": int(entry["n"][i]), **common})
@@ -281,9 +296,12 @@ def patch_norms(model: Any, images: Any, layers: Any = None, rule: Any = "ratio:
                 out.append({"metric": "norm_mean", "layer": layer, "kind": kind, "value": float(layer_norms[mask].mean()),
                             "n": int(mask.sum()), **common})
         median = float(np.median(patches))
+        per_image = patches.max(axis=1) / np.maximum(np.median(patches, axis=1), 1e-12)
         out += [{"metric": "norm_median", "layer": layer, "value": median, **common},
                 {"metric": "norm_max", "layer": layer, "value": float(patches.max()), **common},
-                {"metric": "max_to_median", "layer": layer, "value": float(patches.max()) / max(median, 1e-12), **common}]
+                {"metric": "max_to_median", "layer": layer, "value": float(patches.max()) / max(median, 1e-12), **common},
+                {"metric": "image_max_to_median", "layer": layer, "value": float(per_image.mean()), **common},
+                {"metric": "image_max_to_median_max", "layer": layer, "value": float(per_image.max()), **common}]
         flags = rule.flag(torch.from_numpy(patches)).numpy()
         out.append({"metric": "high_norm_fraction", "layer": layer, "value": float(flags.mean()), "rule": rule.label,
                     **common})
@@ -316,13 +334,14 @@ def summarize_attention(results: Results) -> str:
                                                                   aggfunc="mean")
     ratio = frame[frame.metric == "background_to_object_ratio"].groupby("layer").value.mean()
     share["bg/obj per token"] = ratio
-    return ("attention share per kind (mean over heads and queries) and background / object attention per token\n"
-            + share.round(4).to_string())
+    share["top-key share"] = frame[frame.metric == "top_key_share"].groupby("layer").value.mean()
+    return ("attention share per kind (mean over heads and queries), background / object attention per token, and "
+            "the share of the single most-attended key of each image\n" + share.round(4).to_string())
 
 
 def summarize_norms(results: Results) -> str:
     frame = results.df
-    keep = ["norm_median", "norm_max", "max_to_median", "high_norm_fraction", "ashman_d", "upper_group_fraction",
+    keep = ["norm_median", "norm_max", "image_max_to_median", "high_norm_fraction", "ashman_d", "upper_group_fraction",
             "ashman_d_background", "upper_group_fraction_background"]
     table = frame[frame.metric.isin(keep)].pivot_table(index="layer", columns="metric", values="value")
     kinds = frame[frame.metric == "norm_mean"].pivot_table(index="layer", columns="kind", values="value")

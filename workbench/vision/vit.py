@@ -34,7 +34,6 @@ from transformers import (
     ViTForImageClassification,
     ViTModel,
 )
-from transformers import initialization as init
 from transformers.models.vit.modeling_vit import ViTEmbeddings
 
 from workbench.errors import InputError, ModelNotAvailable
@@ -53,7 +52,10 @@ class RegisterViTEmbeddings(ViTEmbeddings):
 
     def __init__(self, config, use_mask_token: bool = False):
         super().__init__(config, use_mask_token=use_mask_token)
-        self.register_tokens = nn.Parameter(torch.zeros(1, config.num_register_tokens, config.hidden_size))
+        # Initialised here: HF's post_init dispatches the inner ViTModel's own _init_weights to this module. Equal
+        # registers (zeros) would stay equal forever: without position embeddings nothing breaks their symmetry.
+        tokens = torch.empty(1, config.num_register_tokens, config.hidden_size)
+        self.register_tokens = nn.Parameter(nn.init.trunc_normal_(tokens, mean=0.0, std=config.initializer_range))
 
     def forward(self, pixel_values, bool_masked_pos=None, interpolate_pos_encoding=False):
         embeddings = super().forward(pixel_values, bool_masked_pos, interpolate_pos_encoding)  # [b, 1 + P, d]
@@ -69,11 +71,6 @@ class RegisterViTForImageClassification(ViTForImageClassification):
         super().__init__(config)
         self.vit.embeddings = RegisterViTEmbeddings(config)
         self.post_init()
-
-    def _init_weights(self, module):
-        super()._init_weights(module)
-        if isinstance(module, RegisterViTEmbeddings):
-            init.trunc_normal_(module.register_tokens, mean=0.0, std=self.config.initializer_range)
 
 
 def build_classifier(config: Any):
