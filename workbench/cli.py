@@ -139,11 +139,11 @@ def _models_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'name':<14} {'family':<10} {'params':>12} {'layers x heads (kv)':<20} {'cached':<16} source")
+    print(f"{'name':<16} {'family':<16} {'params':>12} {'layers x heads (kv)':<20} {'cached':<16} source")
     for row in rows:
         params = f"{row['parameters']:,}" if row["parameters"] else "-"
         shape = f"{row['layers']} x {row['heads']} ({row['kv_heads']})"
-        print(f"{row['name']:<14} {row['family']:<10} {params:>12} {shape:<20} {str(row['cached']):<16} {row['source']}")
+        print(f"{row['name']:<16} {row['family']:<16} {params:>12} {shape:<20} {str(row['cached']):<16} {row['source']}")
     return 0
 
 

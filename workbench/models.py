@@ -186,7 +186,7 @@ TINY: dict[str, ModelCard] = {
 def _trained_cards() -> dict[str, ModelCard]:
     from workbench.vision.presets import PRESETS
 
-    return {name: ModelCard(name, "image-classifier", "ViTForImageClassification", name, 0, preset.layers,
+    return {name: ModelCard(name, "image-classifier", "ViTForImageClassification", name, preset.n_params, preset.layers,
                             preset.heads, preset.heads, f"trained here (`sinkbench train-vit --preset {name}`): "
                             f"{preset.describe()}", "MIT (weights trained by Sink Workbench)")
             for name, preset in PRESETS.items()}

@@ -64,6 +64,7 @@ def test_trainer_is_deterministic_saves_safetensors_and_loads_back_through_the_z
     info = models.info(model)
     assert (info.family, info.n_registers, info.n_ctx, info.grid) == ("image-classifier", 2, 1 + 16 + 2, (4, 4))
     hf, _ = models.hf_reference(str(tmp_path / "a"))
+    assert sum(p.numel() for p in hf.parameters()) == TINY_TRAINING.n_params
     images = shapes_for(model)
     with torch.no_grad():
         assert torch.equal(model(images.inputs()), hf(pixel_values=images.inputs()).logits)

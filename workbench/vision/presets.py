@@ -78,6 +78,14 @@ class TrainConfig:
         return self
 
     @property
+    def n_params(self) -> int:
+        """Parameters of the ViT classifier this config trains."""
+        d, m, grid = self.hidden_size, self.mlp_ratio * self.hidden_size, self.image_size // self.patch_size
+        embeddings = 3 * self.patch_size ** 2 * d + d + d + (grid * grid + 1) * d + self.registers * d
+        block = 4 * d + 4 * (d * d + d) + (d * m + m) + (m * d + d)
+        return embeddings + self.layers * block + 2 * d + d * self.n_classes + self.n_classes
+
+    @property
     def n_tokens(self) -> int:
         return 1 + (self.image_size // self.patch_size) ** 2 + self.registers
 
