@@ -97,6 +97,19 @@ def test_registers_are_appended_after_the_patches_and_discarded_at_the_output(vi
         assert not torch.allclose(vit_reg(images.inputs()), logits)  # [CLS] does
 
 
+@pytest.mark.parametrize("name, prefix", [("tiny-vit", 1), ("tiny-deit", 2)])
+def test_hf_vit_and_deit_directories_load_through_the_zoo(tmp_path, name, prefix):
+    hf, _ = models.hf_reference(name)
+    hf.save_pretrained(tmp_path / name)  # a plain HF checkpoint: config.json + model.safetensors, no processor
+    model = models.load(str(tmp_path / name))
+    info = models.info(model)
+    assert (info.family, info.n_prefix, info.n_ctx, info.image_mean) == ("image-classifier", prefix, prefix + 16,
+                                                                          (0.5, 0.5, 0.5))
+    pixels = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(pixels), hf(pixel_values=pixels).logits)
+
+
 def test_zoo_lists_the_trained_vits_and_asks_to_train_them(tmp_path, monkeypatch):
     monkeypatch.setenv("SINKBENCH_CACHE", str(tmp_path / "cache"))
     names = {row["name"]: row for row in models.catalogue()}

@@ -214,7 +214,9 @@ def _(results: Results, ctx: FigureContext):
     frame = results.df
     hist = frame[frame.metric == "norm_histogram"]
     layers = sorted(hist.layer.unique().astype(int))
-    fig, axes = style.new_figure("double", 2.2, nrows=1, ncols=len(layers), sharey=True)
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    fig, axes = style.new_figure("double", 2.4, nrows=1, ncols=len(layers), sharey=True, sharex=True)
     axes = np.atleast_1d(axes)
     for ax, layer in zip(axes, layers):
         for colour, name in zip(style.PALETTE, MODELS):
@@ -227,10 +229,14 @@ def _(results: Results, ctx: FigureContext):
                 ax.axvline(value, color=colour, linestyle=":", linewidth=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         style.label(ax, f"layer {layer}", None, None)
         ax.set_xlabel("patch-token norm")
     axes[0].set_ylabel("patches (count + 0.5)")
-    axes[0].legend(loc="upper right")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=len(names))
     fig.suptitle(f"Patch-token residual norms | {', '.join(MODELS)} | {_text(results)}", fontsize=8, x=0.01, ha="left")
     return fig, hist[["model", "layer", "bin", "bin_low", "bin_high", "value"]]
 

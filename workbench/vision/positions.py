@@ -26,7 +26,6 @@ BACKGROUND, OBJECT, BACKGROUND_HIGH, OBJECT_HIGH = 4, 5, 6, 7
 REGISTER = 16  # register k has kind REGISTER + k
 PATCH_KINDS = (BACKGROUND, OBJECT, BACKGROUND_HIGH, OBJECT_HIGH)
 MAX_REGISTERS = 64
-IMAGE_SINKS = ("cls", "dist", "reg", "bg", "obj", "top-norm")  # plus reg:K and patch:R,C
 
 
 class PositionVocabulary:

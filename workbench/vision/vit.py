@@ -39,9 +39,6 @@ from transformers.models.vit.modeling_vit import ViTEmbeddings
 from workbench.errors import InputError, ModelNotAvailable
 from workbench.vision.positions import CLS, PositionVocabulary, check_registers
 
-REGISTER_ARCHITECTURE = "RegisterViTForImageClassification"
-
-
 # --------------------------------------------------------------------------------------------------
 # Register tokens: a thin extension of HF ViT
 # --------------------------------------------------------------------------------------------------
