@@ -15,6 +15,15 @@ def trained(name: str):
     return models.load(name)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """140k-parameter models: one thread is as fast, and two were 20x slower on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def plain():
     return trained("shapes-vit")
@@ -52,3 +61,18 @@ def test_register_tokens_receive_attention_and_removing_them_costs_accuracy(regi
     assert shares.value.max() > 4 / 69  # some head gives the 4 registers more than a uniform share
     res = experiment.run(registers, images, ["mask-sink:sink=reg"], progress=False)
     assert res.value("kl", intervention="mask-sink(sink='reg')") > 0
+
+
+def test_the_vision_figures_build_with_their_data(plain, registers, tmp_path):
+    import pandas as pd
+
+    from workbench import figures
+
+    names = ["vit-attention-by-kind", "vit-attention-maps", "vit-norm-maps", "vit-norm-histograms"]
+    built = figures.build(names, out=tmp_path, quick=True, log=lambda line: None)
+    assert [f["name"] for f in built] == names and all((tmp_path / f["png"]).is_file() for f in built)
+    shares = pd.read_csv(tmp_path / "vit-attention-by-kind.csv")
+    totals = shares.groupby(["model", "metric", "layer"]).value.sum()
+    assert ((totals - 1).abs() < 1e-4).all() and set(shares.model) == {"shapes-vit", "shapes-vit-reg4"}
+    histogram = pd.read_csv(tmp_path / "vit-norm-histograms.csv")
+    assert (histogram.groupby(["model", "layer"]).value.sum() == 32 * 64).all()  # quick: 32 images x 64 patches
