@@ -17,9 +17,10 @@
 | `massive-activations` | massive residual dims at the sinks set to zero or to their mean (Sun et al. 2024) |
 | `window-attention` | keep the first n_sinks keys plus the last W keys (StreamingLLM's mask) |
 | `zero-head` | zero the heads' outputs (head ablation; the active/dormant test of Guo et al. 2024) |
+| `test-time-register` | image models: an extra token takes over the register neurons' outliers (Jiang et al. 2025) |
 
-Every entry takes `layers=`, `heads=` (query heads) and `sink=` (bos, positions, tok:TOKEN, cls, sep)
-where they make sense. Write a new one in a few lines:
+Every entry takes `layers=`, `heads=` (query heads) and `sink=` (bos, positions, tok:TOKEN, cls, sep; on
+image models also reg, reg:K, bg, obj, top-norm, patch:R,C) where they make sense. Write a new one in a few lines:
 
     >>> from interventions import AttentionEdit, register
     >>> @register("sharpen-sink")
@@ -36,7 +37,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from interventions import attention, bias, residual, values  # noqa: F401  (registers the catalogue)
+from interventions import attention, bias, residual, values, vision  # noqa: F401  (registers the catalogue)
 from interventions.base import (
     CATALOGUE,
     AttentionEdit,

@@ -102,16 +102,14 @@ def pattern_edits_flow(model: Any) -> bool:
     cached = getattr(model, "_sinkbench_pattern_edits_flow", None)
     if cached is not None:
         return cached
-    model_info = info(model)
-    tokens = torch.tensor([[model_info.bos_token_id or model_info.cls_token_id or 1, 7, 8, 9, 10]],
-                          device=next(model.parameters()).device)
+    inputs = sites.sample_input(model)
     import warnings
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        before = model(tokens)
+        before = model(inputs)
         with model.hooks(fwd_hooks=[(sites.pattern(0), lambda t, hook: torch.zeros_like(t))]):
-            after = model(tokens)
+            after = model(inputs)
     flows = not torch.equal(before, after)
     object.__setattr__(model, "_sinkbench_pattern_edits_flow", flows)
     return flows
@@ -135,12 +133,14 @@ class Intervention:
     summary: ClassVar[str] = ""
     causal_only: ClassVar[bool] = False  # needs a causal mask (refused on encoders)
     sink_aware: ClassVar[bool] = False  # uses the sink key / query masks
+    changes_length: ClassVar[bool] = False  # adds positions (a test-time register): runs alone, not composed
 
     def validate(self, model: Any) -> None:
         """Raise InputError for parameters that do not fit this model; runs before any forward pass."""
         model_info = info(model)
         if self.causal_only and not model_info.causal:
-            raise InputError(f"{self} needs a causal mask; {model_info.name} is a bidirectional encoder")
+            kind = "image model" if model_info.is_image else "encoder"
+            raise InputError(f"{self} needs a causal mask; {model_info.name} is a bidirectional {kind}")
 
     def prepare(self, model: Any, data: Any, batch_size: int = 8, progress: bool = False) -> Any:
         """Statistics this intervention needs from the evaluated data (a first, read-only pass); default none."""
@@ -204,6 +204,10 @@ class Compose(Intervention):
     def validate(self, model: Any) -> None:
         if not self.members:
             raise InputError("an empty composition")
+        growing = [m for m in self.members if m.changes_length]
+        if growing:
+            raise InputError(f"{growing[0]} adds positions to the sequence, so it cannot be composed with other "
+                             "interventions (their masks are for the original positions); run it on its own")
         for member in self.members:
             member.validate(model)
 

@@ -31,12 +31,15 @@ class ZeroImplicitBias(AttentionEdit):
         return torch.where(sink_columns(ctx) & in_scope_rows(ctx), torch.zeros_like(pattern), pattern), None
 
 
-def fixed_positions(iv: Any) -> tuple[int, ...]:
+def fixed_positions(iv: Any, model: Any) -> tuple[int, ...]:
+    """The sink positions, which must be the same in every input (bos, positions; on image models also cls,
+    reg, reg:K and patch:R,C)."""
     spec = iv.sink_spec()
-    if spec.kind != "positions":
+    positions = spec.fixed_positions(model)
+    if positions is None:
         raise InputError(f"{iv.name} averages over sequences at fixed sink positions; sink {spec.label} moves "
-                         "between sequences: use bos or explicit positions")
-    return spec.positions
+                         "between sequences: use bos or explicit positions (images: cls, reg, reg:K, patch:R,C)")
+    return positions
 
 
 def sink_means(model: Any, data: Any, layers: tuple[int, ...], positions: tuple[int, ...],
@@ -78,11 +81,11 @@ def sink_means(model: Any, data: Any, layers: tuple[int, ...], positions: tuple[
 class MeanImplicitBias(AttentionEdit):
     def validate(self, model: Any) -> None:
         super().validate(model)
-        fixed_positions(self)
+        fixed_positions(self, model)
 
     def prepare(self, model: Any, data: Any, batch_size: int = 8, progress: bool = False) -> Any:
         model_info = info(model)
-        means = sink_means(model, data, self.layer_ids(model), fixed_positions(self), batch_size, progress)
+        means = sink_means(model, data, self.layer_ids(model), fixed_positions(self, model), batch_size, progress)
         constants = {}
         for layer, entry in means.items():
             value = entry["value"].repeat_interleave(model_info.group_size, dim=1)  # [P, H, d]

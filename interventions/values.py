@@ -37,15 +37,15 @@ class ZeroSinkValue(ValueEdit):
 class MeanSinkValue(ValueEdit):
     def validate(self, model: Any) -> None:
         super().validate(model)
-        fixed_positions(self)
+        fixed_positions(self, model)
 
     def prepare(self, model: Any, data: Any, batch_size: int = 8, progress: bool = False) -> Any:
-        means = sink_means(model, data, self.layer_ids(model), fixed_positions(self), batch_size, progress)
+        means = sink_means(model, data, self.layer_ids(model), fixed_positions(self, model), batch_size, progress)
         return {layer: entry["value"] for layer, entry in means.items()}  # [P, kv, d]
 
     def new_values(self, values, ctx, layer, where):
         new = values.clone()
-        new[:, list(fixed_positions(self))] = ctx.state[layer].to(values.device, values.dtype)
+        new[:, list(fixed_positions(self, ctx.model))] = ctx.state[layer].to(values.device, values.dtype)
         return new
 
 
@@ -68,6 +68,9 @@ class PatchValues(ValueEdit):
             raise InputError(f"patch-values: source must be roll:K or a file path, got {self.source!r}")
         if self.source.startswith("roll:") and not self.source[5:].lstrip("-").isdigit():
             raise InputError(f"patch-values: cannot read {self.source!r}; write roll:1")
+        if not self.source.startswith("roll:") and info(model).is_image:
+            raise InputError(f"patch-values: on an image model the source must be roll:K (another image of the same "
+                             f"set), not the text file {self.source!r}")
 
     def _source_data(self, model: Any, data: Any):
         if self.source.startswith("roll:"):

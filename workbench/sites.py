@@ -13,7 +13,10 @@ d_head] (GQA: query head h reads value head h // group_size), `hook_z` [batch, p
 
 Sinks are explicit: `bos` (position 0; [CLS] on encoders), positions (`0`, `0,5`), tokens
 (`tok:.`, `tok:\\n`, `sep`, `cls`), or `auto:EPS` (keys whose mean received attention exceeds EPS,
-found by a first pass).
+found by a first pass). On image models (workbench.vision) the tokens of a batch are the kinds of its
+positions, and the sink can be `cls`, `dist` (DeiT), `reg` (every register), `reg:K`, `bg` / `obj`
+(background / object patches, read from each image), `top-norm` (patches a high-norm rule flagged,
+`ImageSet.mark_high_norm`) or `patch:R,C` (one patch of the grid).
 """
 
 from __future__ import annotations
@@ -65,6 +68,16 @@ def _info(model: Any):
     from workbench.models import info
 
     return info(model)
+
+
+def sample_input(model: Any) -> torch.Tensor:
+    """A short valid input for one-off checks of an adapter: 5 tokens, or one (seeded) image on image models."""
+    model_info = _info(model)
+    device = next(model.parameters()).device
+    if model_info.is_image:
+        generator = torch.Generator().manual_seed(0)
+        return torch.rand(1, model_info.num_channels, *model_info.image_size, generator=generator).to(device)
+    return torch.tensor([[model_info.bos_token_id or model_info.cls_token_id or 1, 7, 8, 9, 10]], device=device)
 
 
 def require_pattern_hooks(model: Any) -> None:
@@ -125,6 +138,9 @@ def parse_heads(spec: Any, model: Any) -> tuple[int, ...]:
 # --------------------------------------------------------------------------------------------------
 
 _ENCODER_TOKENS = {"cls", "sep"}
+# image sinks (workbench.vision.positions) and their aliases
+_IMAGE_TOKENS = {"reg": "reg", "registers": "reg", "register": "reg", "dist": "dist", "bg": "bg",
+                 "background": "bg", "obj": "obj", "object": "obj", "top-norm": "top-norm", "high-norm": "top-norm"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +148,8 @@ class SinkSpec:
     """Which key positions count as the sink.
 
     kind: "positions" (fixed indices; `bos` is position 0), "tokens" (every occurrence of these
-    tokens), or "auto" (positions whose mean received attention, over layers, heads and valid queries,
+    tokens; on image models, position kinds), "patches" ((row, column) cells of an image model's patch
+    grid), or "auto" (positions whose mean received attention, over layers, heads and valid queries,
     exceeds `eps`; resolved by `workbench.probes.sinks.detect_sinks`).
     """
 
@@ -140,6 +157,7 @@ class SinkSpec:
     positions: tuple[int, ...] = (0,)
     tokens: tuple[str, ...] = ()
     eps: float = 0.3
+    patches: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def parse(cls, spec: Any = "bos") -> SinkSpec:
@@ -157,6 +175,16 @@ class SinkSpec:
             return cls()
         if lowered in _ENCODER_TOKENS:
             return cls("tokens", tokens=(lowered,))
+        if lowered in _IMAGE_TOKENS:
+            return cls("tokens", tokens=(_IMAGE_TOKENS[lowered],))
+        if re.fullmatch(r"reg(ister)?:\s*\d+", lowered):
+            return cls("tokens", tokens=(f"reg:{int(lowered.split(':', 1)[1])}",))
+        if lowered.startswith("patch:"):
+            cells = re.fullmatch(r"\d+\s*,\s*\d+(\s*;\s*\d+\s*,\s*\d+)*", lowered[6:].strip())
+            if not cells:
+                raise InputError(f"cannot read sink {spec!r}: write patch:ROW,COL (several: patch:0,0;3,4)")
+            pairs = tuple(tuple(int(x) for x in cell.split(",")) for cell in cells.group(0).split(";"))
+            return cls("patches", positions=(), patches=pairs)
         if lowered.startswith(("tok:", "token:")):
             token = text.split(":", 1)[1]
             token = token.encode().decode("unicode_escape") if "\\" in token else token
@@ -170,22 +198,47 @@ class SinkSpec:
         if re.fullmatch(r"\d+(\s*,\s*\d+)*", text):
             return cls("positions", tuple(int(p) for p in text.split(",")))
         raise InputError(f"cannot read sink {spec!r}: use bos, a position (0 or 0,5), tok:TOKEN (tok:. tok:\\n), "
-                         "cls, sep or auto:EPS")
+                         "cls, sep or auto:EPS; on image models also reg, reg:K, bg, obj, top-norm or patch:R,C")
 
     @property
     def label(self) -> str:
         if self.kind == "positions":
             return "bos" if self.positions == (0,) else "pos " + ",".join(map(str, self.positions))
         if self.kind == "tokens":
+            if all(t in _IMAGE_TOKENS.values() or t.startswith("reg:") for t in self.tokens):
+                return ",".join(self.tokens)
             return "tok " + ",".join(repr(t)[1:-1] for t in self.tokens)
+        if self.kind == "patches":
+            return "patch " + ";".join(f"{r},{c}" for r, c in self.patches)
         return f"auto eps={self.eps}"
+
+    def fixed_positions(self, model: Any) -> tuple[int, ...] | None:
+        """The sink's positions when they are the same in every input (positions; [CLS], registers and grid
+        patches of an image model); None when they move between inputs (tokens, background, top-norm)."""
+        if self.kind == "positions":
+            return self.positions
+        model_info = _info(model)
+        if self.kind == "patches" and model_info.is_image:
+            from workbench.vision.positions import patch_position
+
+            return tuple(patch_position(model_info, row, col) for row, col in self.patches)
+        if self.kind == "tokens" and model_info.is_image and all(t == "cls" or t.startswith("reg") for t in self.tokens):
+            from workbench.vision.positions import fixed_position_of
+
+            return tuple(sorted({p for t in self.tokens for p in fixed_position_of(model_info, t)}))
+        return None
 
     def token_ids(self, model: Any) -> list[int]:
         """Vocabulary ids of the sink tokens; a token must be a single id of the model's tokenizer."""
         model_info = _info(model)
+        if model_info.is_image:
+            return self._image_kind_ids(model_info)
         tokenizer = model_info.tokenizer
         ids = []
         for token in self.tokens:
+            if token in _IMAGE_TOKENS.values() or token.startswith("reg:"):
+                raise InputError(f"sink {token!r} is an image sink; {model_info.name} is a text model: use bos, a "
+                                 "position, tok:TOKEN, cls or sep")
             if token in _ENCODER_TOKENS:
                 if model_info.causal:
                     raise InputError(f"sink {token!r} is an encoder token ([{token.upper()}]); {model_info.name} is a "
@@ -204,14 +257,37 @@ class SinkSpec:
                                  f"(it encodes to {len(encoded)} ids: {encoded[:6]})")
         return ids
 
+    def _image_kind_ids(self, model_info: Any) -> list[int]:
+        from workbench.vision.positions import kind_ids
+
+        ids = []
+        for token in self.tokens:
+            if token == "sep":
+                raise InputError(f"sink 'sep': {model_info.name} is an image model, it has no [SEP]; use cls, reg, "
+                                 "reg:K, bg, obj, top-norm or patch:R,C")
+            if token not in _ENCODER_TOKENS and token not in _IMAGE_TOKENS.values() and not token.startswith("reg:"):
+                raise InputError(f"sink token {token!r}: {model_info.name} is an image model, it has no text tokens; "
+                                 "use cls, reg, reg:K, bg, obj, top-norm or patch:R,C")
+            ids += kind_ids(model_info, token)
+        return ids
+
     def key_mask(self, tokens: torch.Tensor, model: Any, positions: Sequence[int] | None = None,
                  require: bool = True) -> torch.Tensor:
         """[batch, T] bool: True at the sink keys of each sequence. `positions` resolves an `auto` spec.
         With `require`, a sink token absent from a sequence is an error; without, that row stays all False."""
         batch, length = tokens.shape
         mask = torch.zeros(batch, length, dtype=torch.bool, device=tokens.device)
-        if self.kind == "positions" or (self.kind == "auto" and positions is not None):
-            chosen = self.positions if self.kind == "positions" else tuple(positions)
+        chosen: tuple[int, ...] | None = None
+        if self.kind == "positions":
+            chosen = self.positions
+        elif self.kind == "auto" and positions is not None:
+            chosen = tuple(positions)
+        elif self.kind == "patches":
+            chosen = self.fixed_positions(model)  # checks the cells against the grid
+            if chosen is None:
+                raise InputError(f"sink {self.label}: grid patches exist on image models only; "
+                                 f"{_info(model).name} is a text model")
+        if chosen is not None:
             for position in chosen:
                 if not 0 <= position < length:
                     raise InputError(f"sink position {position} is outside the sequence: allowed 0..{length - 1} "
@@ -224,8 +300,10 @@ class SinkSpec:
             mask |= tokens == token_id
         missing = (~mask.any(dim=1)).nonzero().flatten().tolist()
         if missing and require:
+            hint = " (mark high-norm patches first: ImageSet.mark_high_norm(model, rule), or --high-norm RULE)" \
+                if "top-norm" in self.tokens else ""
             raise InputError(f"sink token(s) {self.tokens} do not occur in {len(missing)} of {batch} input sequences "
-                             f"(e.g. sequence {missing[0]} of this batch); choose another sink or other data")
+                             f"(e.g. sequence {missing[0]} of this batch){hint}; choose another sink or other data")
         return mask
 
 
@@ -253,7 +331,7 @@ def scores_are_pre_softmax(model: Any, tokens: torch.Tensor | None = None, layer
     """Check, on this adapter, whether `hook_attn_scores` fires before the softmax (softmax(scores) == pattern)."""
     require_pattern_hooks(model)
     if tokens is None:
-        tokens = torch.tensor([[_info(model).bos_token_id or _info(model).cls_token_id or 1, 5, 6, 7, 8, 9]])
+        tokens = sample_input(model)
     seen: dict[str, torch.Tensor] = {}
 
     def grab(tensor: torch.Tensor, hook: Any) -> None:

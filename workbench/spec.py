@@ -41,11 +41,17 @@ from workbench.errors import InputError, WorkbenchError
 
 _TOP = {"model", "device", "data", "run", "sweep"}
 _DATA = {"corpus": str, "document": str, "text_file": str, "jsonl": str, "prompts": str, "window": int,
-         "n_windows": int, "prepend_bos": bool, "seed": int}
+         "n_windows": int, "prepend_bos": bool, "seed": int, "images": str, "n_images": int, "high_norm": str}
 _RUN = {"interventions": list, "intervention": list, "metrics": list, "batch_size": int, "seed": int, "out": str,
         "logit_pair": list, "resume": bool, "rows_per_forward": int}
 _SWEEP = {"intervention": (str, dict), "over": str, "layers": (str, int, list), "heads": (str, int, list),
           "attribution": bool}
+
+
+def _image_model_names() -> set[str]:
+    from workbench.models import TINY, TRAINED
+
+    return set(TRAINED) | {name for name, card in TINY.items() if card.family.startswith("image")}
 
 
 def needs_statistics(intervention: Any) -> bool:
@@ -136,9 +142,16 @@ class RunSpec:
 
     # -- running --------------------------------------------------------------------------------
     def load_data(self, model: Any):
-        from workbench import data
+        from workbench import data, models
 
         d = {"corpus": data.DEFAULT_CORPUS, "window": 128, "n_windows": 8, "prepend_bos": True, "seed": 0, **self.data}
+        if models.info(model).is_image:  # image models: generated shapes or an image file (workbench.vision)
+            from workbench.vision import image_set
+
+            return image_set(model, d.get("images", "shapes"), n=d.get("n_images", 64), seed=d["seed"],
+                             high_norm=d.get("high_norm"))
+        if "images" in d or "high_norm" in d:
+            raise InputError(f"spec {self.source}: [data].images / high_norm are for image models; {self.model} is not one")
         if "text_file" in d:
             return data.from_file(model, d["text_file"], d["window"], d["prepend_bos"], max_windows=d["n_windows"] or None)
         if "jsonl" in d:
@@ -153,8 +166,12 @@ class RunSpec:
         d = {"corpus": "austen", "window": 128, "n_windows": 8, "prepend_bos": True, **self.data}
         source = d.get("text_file") or d.get("jsonl") or (f"prompts:{d['prompts']}" if d.get("prompts") else
                                                           f"corpus:{d['corpus']}")
-        lines.append(f"data: {source}, windows of T={d['window']} tokens, {d['n_windows'] or 'all'} sequences, "
-                     f"BOS {'prepended' if d['prepend_bos'] else 'not prepended'}")
+        if "images" in d or self.model in _image_model_names():
+            marked = f", high-norm patches flagged by {d['high_norm']}" if d.get("high_norm") else ""
+            lines.append(f"data (image model): {d.get('images', 'shapes')}, {d.get('n_images', 64)} images{marked}")
+        else:
+            lines.append(f"data: {source}, windows of T={d['window']} tokens, {d['n_windows'] or 'all'} sequences, "
+                         f"BOS {'prepended' if d['prepend_bos'] else 'not prepended'}")
         units = self.interventions()
         batch = self.run.get("batch_size", 8)
         lines.append(f"metrics: {', '.join(self.run['metrics']) if 'metrics' in self.run else 'defaults of the model family'}"

@@ -13,6 +13,11 @@
 | `implicit-bias` | sink_term_norm, sink_term_share, sink_term_cv, null_term_cv, null_term_norm (layer, head); sink_value_max_deviation[_relative] (layer, kv_head) |
 | `heads` | head_class (value = sink score, label), head_count (label) |
 | `attention-maps` | attention (layer, head, q, k) averaged over sequences |
+| `image-attention` | image models: attention_share / attention_per_token / ratio_to_uniform per kind ([CLS], registers, background, object, high-norm), background_to_object_ratio (layer, head); attention_received / cls_attention maps |
+| `patch-norms` | image models: norm_mean per kind, norm_median/max, high_norm_fraction, ashman_d (two populations?), norm_histogram (layer); example_norm maps |
+
+Every probe takes token data (workbench.data.Dataset) or, on image models, an ImageSet
+(workbench.vision.image_set): its position kinds act as tokens, so `sink="bg"`, `"reg"`, `"top-norm"`... work.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from workbench.errors import InputError
 from workbench.probes.activations import massive_activations
 from workbench.probes.heads import heads
 from workbench.probes.norms import implicit_bias, norms
+from workbench.probes.patches import image_attention, patch_norms
 from workbench.probes.sinks import (
     attention_maps,
     detect_sinks,
@@ -84,6 +90,18 @@ def _norms_summary(results) -> str:
     return "mean over heads per layer\n" + frame[[k for k in keep if k in frame]].round(4).to_string()
 
 
+def _image_attention_summary(results) -> str:
+    from workbench.probes.patches import summarize_attention
+
+    return summarize_attention(results)
+
+
+def _patch_norms_summary(results) -> str:
+    from workbench.probes.patches import summarize_norms
+
+    return summarize_norms(results)
+
+
 def _bias_summary(results) -> str:
     frame = results.df[results.df["head"].notna()]
     table = frame.pivot_table(index="layer", columns="metric", values="value", aggfunc="median")
@@ -105,6 +123,10 @@ PROBES: dict[str, Probe] = {p.name: p for p in [
     Probe("heads", heads, "label heads sink / dormant candidate / other", _heads_summary),
     Probe("attention-maps", attention_maps, "attention patterns averaged over sequences (StreamingLLM Fig. 2)",
           _generic("attention", ["layer", "head"])),
+    Probe("image-attention", image_attention, "image models: attention to [CLS], registers, background and object "
+          "patches", _image_attention_summary),
+    Probe("patch-norms", patch_norms, "image models: patch-norm maps, norm histograms, high-norm tokens "
+          "(Darcet et al. 2024)", _patch_norms_summary),
 ]}
 
 
@@ -115,5 +137,6 @@ def run(name: str, model: Any, data: Any, **options: Any):
     return PROBES[name].run(model, data, **options)
 
 
-__all__ = ["PROBES", "Probe", "attention_maps", "detect_sinks", "heads", "implicit_bias", "massive_activations",
-           "norms", "run", "sink_ratio_controls", "sink_tokens", "sinks", "special_token_attention"]
+__all__ = ["PROBES", "Probe", "attention_maps", "detect_sinks", "heads", "image_attention", "implicit_bias",
+           "massive_activations", "norms", "patch_norms", "run", "sink_ratio_controls", "sink_tokens", "sinks",
+           "special_token_attention"]

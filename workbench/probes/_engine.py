@@ -6,6 +6,8 @@
 Hook functions receive (layer, tensor, batch) and return nothing: probes are read-only. `batch`
 carries the tokens, the sink key mask, the query mask and a scratch dict that hooks of one forward
 pass share (hook_v fires before hook_pattern, which fires before hook_z, inside each block).
+The model is called on `data.model_inputs(index, tokens)`: the tokens for text, the pixels for an image
+set (whose tokens are the kinds of its positions, workbench.vision.positions).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Batch:
     sink: torch.Tensor  # [batch, T] bool: sink keys
     queries: torch.Tensor  # [batch, T] bool: queries averaged over
     scratch: dict[str, Any]
+    inputs: Any = None  # what the model is called on: the tokens, or pixels [batch, C, H, W] for images
 
 
 def device_of(model: Any) -> torch.device:
@@ -68,16 +71,15 @@ def probe_pass(model: Any, data: Dataset, readers: Sequence[tuple[str, Reader]],
         if not skip_missing and not queries.any(dim=1).all():
             raise InputError(f"sink {sink.label}: some sequences have no query that can see the sink "
                              "(it sits at their last position); choose an earlier sink or longer windows")
-        prepared.append(Batch(index, tokens, key_mask, queries, {}))
+        prepared.append(Batch(index, tokens, key_mask, queries, {}, data.model_inputs(index, tokens).to(device)))
     for batch in progress_bar(prepared, desc=desc, enabled=progress):
-        tokens = batch.tokens
         hooks = [(name, _reader(fn, layer, batch, fired, name))
                  for suffix, fn in readers for layer in layers for name in [f"blocks.{layer}.{suffix}"]]
         with torch.no_grad(), model.hooks(fwd_hooks=hooks):
             if stop is not None:
-                model.run_with_hooks(tokens, fwd_hooks=[], stop_at_layer=stop)
+                model.run_with_hooks(batch.inputs, fwd_hooks=[], stop_at_layer=stop)
             else:
-                model(tokens)
+                model(batch.inputs)
         if after_batch is not None:
             after_batch(batch)
     silent = sorted(set(names) - fired)

@@ -1,0 +1,60 @@
+"""`sinkbench train-vit`: train a small ViT (with or without register tokens) on generated shapes."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from workbench.cli import _parser, command
+from workbench.errors import InputError
+
+
+@command
+def _train_vit(sub: argparse._SubParsersAction) -> None:
+    from workbench.vision.presets import PRESETS, TrainConfig
+
+    defaults = TrainConfig()
+    parser = _parser(
+        sub, "train-vit", "train a small ViT image classifier on generated shapes (no pretrained ViT is reachable "
+                          "offline); deterministic for a seed, safetensors, loadable through the zoo",
+        "  sinkbench train-vit --preset shapes-vit-reg4                # the zoo model, into the cache\n"
+        "  sinkbench train-vit --registers 4 --steps 4000 --out runs/vit-reg4 --checkpoint-every 500\n"
+        "  sinkbench probe image-attention --model runs/vit-reg4       # then use it like any zoo model")
+    parser.add_argument("--preset", choices=list(PRESETS), default=None,
+                        help="a zoo model's recipe; without --out it is trained into the cache under its name")
+    parser.add_argument("--out", type=Path, default=None, help="output model directory (required without --preset)")
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        parser.add_argument(flag, type=type(field.default), default=None, metavar=field.name.upper(),
+                            help=f"{TrainConfig.HELP[field.name]} (default {getattr(defaults, field.name)})")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: bit-identical weights on any machine)")
+    parser.add_argument("--force", action="store_true", help="with --preset: retrain even if cached")
+    parser.set_defaults(func=_train_vit_run)
+
+
+def _train_vit_run(args: argparse.Namespace) -> int:
+    from workbench import models
+    from workbench.vision.presets import PRESETS, TrainConfig
+    from workbench.vision.train import train_vit
+
+    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+               if getattr(args, f.name) is not None}
+    if args.preset and args.out is None:
+        if changes:
+            raise InputError(f"--preset {args.preset} without --out builds the zoo model exactly; to change "
+                             f"{', '.join(changes)}, give --out DIR")
+        if models.is_cached(args.preset) and not args.force:
+            print(f"{args.preset} is already trained: {models.model_dir(args.preset)} (--force retrains)")
+            return 0
+        if args.force and models.is_cached(args.preset):
+            (models.model_dir(args.preset) / models.MANIFEST).unlink()
+        models.fetch(args.preset)  # one thread, like every zoo build
+        return 0
+    if args.out is None:
+        raise InputError("give --out DIR (or --preset NAME to train a zoo model into the cache)")
+    config = dataclasses.replace(PRESETS[args.preset] if args.preset else TrainConfig(), **changes)
+    print(f"training {config.describe()} -> {args.out}")
+    train_vit(config, args.out, threads=args.threads)
+    return 0
