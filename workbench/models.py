@@ -551,7 +551,7 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: Any = None
         from workbench.toy import load_toy
 
         return load_toy(name[len("toy:"):], device=device)
-    key = (name, str(device), str(dtype))
+    key = (name, str(device), str(dtype), str(cache_dir()))  # another cache is another source
     if not fresh and key in _LOADED:
         bridge = _LOADED[key]
         bridge.reset_hooks()
