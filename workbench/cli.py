@@ -275,4 +275,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under `python -m workbench.cli` this file is `__main__`, while the cli_*.py modules register their
+    # subcommands with the importable `workbench.cli`: run that module's main so that they are found.
+    from workbench.cli import main as _main
+
+    sys.exit(_main())
