@@ -112,6 +112,15 @@ def test_every_variant_exposes_transformer_lens_hooks_with_their_shapes(attentio
     assert torch.isneginf(scores[..., 0, 1:]).all() and torch.isfinite(scores.tril()).all()
 
 
+def test_a_headwise_gate_scales_each_head_by_one_number():
+    model = build(small("gated", gate="headwise"))
+    x = tokens()
+    base, cache = model.run_with_cache(x)
+    assert cache["blocks.0.attn.hook_gate"].shape == (3, 12, 2, 1)
+    with model.hooks(fwd_hooks=[("blocks.1.attn.hook_gate", lambda g, hook: torch.ones_like(g))]):
+        assert (model(x) - base).abs().max() > 1e-4
+
+
 def test_the_weights_are_what_each_variant_says():
     x = tokens()
     for attention in VARIANTS:
@@ -388,6 +397,16 @@ def test_train_bad_input_is_one_line(args, message, tmp_path, capsys):
     assert err.startswith("sinkbench: error:") and message in err and err.count("\n") == 1
 
 
+def test_python_m_workbench_cli_finds_the_train_command(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "workbench.cli", "train", "--attention", "linear", "--out",
+                          str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("sinkbench: error: unknown attention variant 'linear': available softmax")
+
+
 def test_train_command_writes_a_run_and_refuses_to_overwrite_it(corpus, tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["train", "--preset", "tiny", "--attention", "kv-bias", "--steps", "20", "--seed", "2", "--out", str(out)]
@@ -398,3 +417,32 @@ def test_train_command_writes_a_run_and_refuses_to_overwrite_it(corpus, tmp_path
     assert "holds a different run" in capsys.readouterr().err
     assert cli.main([*argv[:6], "40", *argv[7:], "--resume"]) == 0
     assert json.loads((out / "run.json").read_text())["steps_done"] == 40
+    capsys.readouterr()
+    # the zoo's commands take the toy by name
+    assert cli.main(["eval", "--model", f"toy:{out}", "--corpus", "shakespeare", "--window", "32",
+                     "--n-windows", "4"]) == 0
+    assert "perplexity" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------------
+# The figure
+# --------------------------------------------------------------------------------------------------
+
+
+def test_emergence_figure_trains_every_variant_and_plots_their_curves(corpus, tmp_path):
+    from workbench import figures
+    from workbench.results import Results
+
+    done = figures.build(["toy-emergence"], out=tmp_path / "fig", quick=True, log=lambda _: None)
+    assert done[0]["name"] == "toy-emergence" and (tmp_path / "fig" / "toy-emergence.png").is_file()
+    results = Results.load(tmp_path / "fig" / "data" / "toy-emergence.json")
+    assert {r["variant"] for r in results} == set(VARIANTS)
+    assert results.provenance["toy_preset"] == "tiny" and set(results.provenance["runs"]) == set(VARIANTS)
+    plotted = __import__("pandas").read_csv(tmp_path / "fig" / "toy-emergence.csv")
+    assert set(plotted["metric"]) == {"bos_attention", "bos_share", "backcopy_risk", "bigram_risk", "v_bos_norm",
+                                      "resid_bos_norm"}
+    assert plotted["step"].max() == 20
+    assert "softmax" in done[0]["caption"] and "Guo et al. 2024" in done[0]["caption"]
+    # a rebuild reuses the cached Results and the trained runs: the same numbers come back
+    again = figures.build(["toy-emergence"], out=tmp_path / "fig", quick=True, log=lambda _: None)
+    assert again[0]["caption"] == done[0]["caption"]

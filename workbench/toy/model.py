@@ -17,7 +17,7 @@ interventions run on it exactly as on a `TransformerBridge`:
     blocks.{l}.attn.hook_pattern                    [batch, head, q, k]  the weights multiplied with V
     blocks.{l}.attn.hook_sink                       [batch, head, q]     weight of the extra key slot
                                                                          (softmax1, sink-logit, kv-bias only)
-    blocks.{l}.attn.hook_gate                       [batch, pos, head, d_head]  (gated only)
+    blocks.{l}.attn.hook_gate                       [batch, pos, head, d_head]  (gated only; d_head -> 1 if headwise)
     blocks.{l}.attn.hook_z                          [batch, pos, head, d_head]  what W_O reads
     blocks.{l}.hook_attn_out, hook_mlp_out          [batch, pos, d_model]
     blocks.{l}.mlp.hook_pre / hook_post             [batch, pos, d_mlp]
