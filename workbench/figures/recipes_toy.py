@@ -10,7 +10,7 @@ for all seven variants), and keeps each run under out/data/toy-emergence/ so tha
 
 from __future__ import annotations
 
-import dataclasses
+from pathlib import Path
 
 import pandas as pd
 
@@ -40,19 +40,36 @@ def toy_emergence(ctx: FigureContext) -> Results:
     from workbench.toy.train import preset, train
 
     p = ctx.params
-    rows, runs, header = [], {}, {}
+    runs = {}
     for variant in p["variants"]:
         model_cfg, train_cfg = preset(p["preset"], attention=variant, steps=p["steps"], seed=p["seed"],
                                       corpus=p["corpus"])
         key = identity_hash({"preset": p["preset"], "seed": p["seed"], "corpus": p["corpus"], "variant": variant})
-        out = ctx.out_dir / "data" / "toy-emergence" / f"{variant}-{key[:10]}"
-        results = train(out, model_cfg, train_cfg, resume=True, progress=False, log=lambda _: None)
+        runs[variant] = ctx.out_dir / "data" / "toy-emergence" / f"{variant}-{key[:10]}"
+        train(runs[variant], model_cfg, train_cfg, resume=True, progress=False, log=lambda _: None)
+    results = emergence_results(runs)
+    results.provenance["toy_preset"] = p["preset"]
+    return results
+
+
+def emergence_results(runs: dict[str, str | Path]) -> Results:
+    """The summary curves (rows without layer/head) of finished toy runs, one per variant, as one Results;
+    what the figure plots. Also for runs trained elsewhere:
+
+        >>> res = emergence_results({v: f"runs/bb-{v}-s0" for v in ("softmax", "relu")})
+    """
+    rows, described = [], {}
+    header: dict = {}
+    for variant, directory in runs.items():
+        results = Results.load(Path(directory) / "results.json")
         rows += [r for r in results if r["layer"] is None]
-        runs[variant] = {"directory": str(out), "weights_sha256": results.provenance.get("model_weights_sha256")}
-        header = {k: v for k, v in results.provenance.items() if k in ("packages", "python", "git_commit", "git_dirty")}
-    header.update(experiment="toy-emergence", model="toy", seed=p["seed"], toy_preset=p["preset"], runs=runs,
-                  toy_config={k: v for k, v in model_cfg.to_dict().items() if k != "attention"},
-                  train_config=dataclasses.asdict(train_cfg))
+        prov = results.provenance
+        described[variant] = {"directory": str(directory), "weights_sha256": prov.get("model_weights_sha256"),
+                              "variant": prov.get("variant")}
+        header = {k: prov.get(k) for k in ("packages", "python", "git_commit", "git_dirty", "seed")}
+        header.update(toy_config={k: v for k, v in prov["toy_config"].items() if k != "attention"},
+                      train_config=prov["train_config"])
+    header.update(experiment="toy-emergence", model="toy", runs=described)
     return Results(rows, header)
 
 

@@ -472,7 +472,7 @@ def train(out: str | Path, model_cfg: ToyConfig, train_cfg: TrainConfig, *, resu
             _write_run(out, identity, model_cfg, train_cfg, step, "running", created)
 
         if start == 0:
-            last = log_point(0, float("nan"))
+            log_point(0, float("nan"))  # the initial model, before any update
             save(0)
         bar = _progress(train_cfg.steps, start, progress)
         model.train()
@@ -489,9 +489,9 @@ def train(out: str | Path, model_cfg: ToyConfig, train_cfg: TrainConfig, *, resu
                 optimizer.step()
                 done = step + 1
                 if done % train_cfg.log_every == 0 or done == train_cfg.steps:
-                    last = log_point(done, loss.item())
+                    row = log_point(done, loss.item())
                     if bar is not None:
-                        bar.set_postfix(loss=f"{last['loss']:.3f}", bos=f"{last['bos_attention']:.2f}")
+                        bar.set_postfix(loss=f"{row['loss']:.3f}", bos=f"{row['bos_attention']:.2f}")
                 if done % train_cfg.checkpoint_every == 0 or done == train_cfg.steps:
                     save(done)
                 if bar is not None:
