@@ -17,14 +17,14 @@ import pandas as pd
 from workbench.figures.registry import FigureContext, recipe
 from workbench.results import Results, identity_hash
 
-# (metric, panel title, y label)
+# (metric, panel title, y label, log y)
 _PANELS = [
-    ("bos_attention", "attention on <s> at bigram positions (Attn_<s>)", "weight on <s>"),
-    ("bos_share", "share of each row's weight on <s>", "share"),
-    ("backcopy_risk", "backcopy risk (trigger positions)", "cross-entropy (nats)"),
-    ("bigram_risk", "bigram excess risk, KL(true || model)", "nats"),
-    ("v_bos_norm", "value-state norm of <s>, ||v_<s>||", "L2 norm"),
-    ("resid_bos_norm", "residual norm of <s> (last layer)", "L2 norm"),
+    ("bos_attention", "Attn_<s>: weight on <s>", "mean over bigram positions", False),
+    ("bos_share", "share of each row's weight on <s>", "mean over bigram positions", False),
+    ("backcopy_risk", "backcopy risk", "cross-entropy (nats)", True),
+    ("bigram_risk", "bigram excess risk", "KL(true || model) (nats)", True),
+    ("v_bos_norm", "value-state norm ||v_<s>||", "L2 norm", True),
+    ("resid_bos_norm", "residual norm ||h_<s>|| (last layer)", "L2 norm", True),
 ]
 
 
@@ -78,10 +78,10 @@ def _plot(results: Results, ctx: FigureContext):
     from workbench.figures import style
 
     frame = results.df
-    frame = frame[frame["metric"].isin([m for m, _, _ in _PANELS])][["variant", "step", "metric", "value"]]
+    frame = frame[frame["metric"].isin([m for m, *_ in _PANELS])][["variant", "step", "metric", "value"]]
     variants = list(dict.fromkeys(frame["variant"]))
     fig, axes = style.new_figure("double", height=5.6, nrows=2, ncols=3, sharex=True)
-    for ax, (metric, title, ylabel) in zip(axes.flat, _PANELS):
+    for ax, (metric, title, ylabel, log) in zip(axes.flat, _PANELS):
         for index, variant in enumerate(variants):
             curve = frame[(frame["variant"] == variant) & (frame["metric"] == metric)].sort_values("step")
             ax.plot(curve["step"], curve["value"], label=variant, color=style.PALETTE[index % len(style.PALETTE)],
@@ -89,6 +89,8 @@ def _plot(results: Results, ctx: FigureContext):
         if metric in ("bos_attention", "bos_share"):
             ax.axhline(0.5, color="0.5", linewidth=0.7, linestyle=":")
             ax.set_ylim(-0.02, 1.02)
+        if log:
+            ax.set_yscale("log")
         ax.set_title(title, loc="left")
         ax.set_ylabel(ylabel)
     for ax in axes[-1]:
@@ -115,4 +117,5 @@ def _caption(results: Results, ctx: FigureContext) -> str:
     steps = int(pd.to_numeric(bos["step"]).max())
     return ("Seven attention variants trained on the same Bigram-Backcopy batches (same seed, same initial "
             "weights where the parameters coincide). Attn_<s> is the mean attention weight on <s> from queries "
-            f"whose token is not a trigger. Attn_<s> after {steps} steps: " + "; ".join(parts) + ".")
+            f"whose token is not a trigger (sigmoid's raw weights start near sigmoid(0) = 0.5 on every key, so its "
+            f"share panel is the comparable one). Attn_<s> after {steps} steps: " + "; ".join(parts) + ".")

@@ -346,12 +346,12 @@ def summarize(curves: pd.DataFrame, threshold: float = 0.5, at: int = 1000) -> d
     reaches `threshold`, its value at step `at`, and the extremes of the norms."""
     curves = curves.sort_values("step")
     final = curves.iloc[-1]
-    crossed = curves[curves["bos_attention"] >= threshold]
     near = curves.iloc[(curves["step"] - at).abs().argsort()[:1]]
-    summary = {"steps": int(final["step"]),
-               f"first_step_bos_attention_ge_{threshold:g}": int(crossed["step"].iloc[0]) if len(crossed) else None,
-               f"bos_attention_at_{at}": float(near["bos_attention"].iloc[0]) if int(near["step"].iloc[0]) == at
-               else None}
+    summary: dict[str, Any] = {"steps": int(final["step"])}
+    for name in ("bos_attention", "bos_share"):  # sigmoid's raw weights start near sigmoid(0) = 0.5: see the share
+        crossed = curves[curves[name] >= threshold]
+        summary[f"first_step_{name}_ge_{threshold:g}"] = int(crossed["step"].iloc[0]) if len(crossed) else None
+    summary[f"bos_attention_at_{at}"] = float(near["bos_attention"].iloc[0]) if int(near["step"].iloc[0]) == at else None
     for name in ("loss", "backcopy_risk", "bigram_risk", "bos_attention", "bos_share", "sink_slot", "gate",
                  "v_bos_norm", "v_other_norm", "resid_bos_norm", "resid_other_norm", "resid_ratio"):
         if name in curves:
