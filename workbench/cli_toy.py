@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from workbench.cli import _parser, command
@@ -75,9 +76,10 @@ def _train_run(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay, log_every=args.log_every, checkpoint_every=args.checkpoint_every)
     print(f"training {args.attention} on {train_cfg.task} ({train_cfg.corpus}): {model_cfg.n_layers} layer(s) x "
           f"{model_cfg.n_heads} head(s), d_model {model_cfg.d_model}, batch {train_cfg.batch_size} x "
-          f"{train_cfg.seq_len}, {train_cfg.steps} steps, seed {train_cfg.seed} -> {args.out}")
+          f"{train_cfg.seq_len}, {train_cfg.steps} steps, seed {train_cfg.seed} -> {args.out}",
+          file=sys.stderr if args.json else sys.stdout)  # --json: stdout is only the JSON summary
     train(args.out, model_cfg, train_cfg, resume=args.resume, force=args.force, threads=args.threads,
-          device=args.device)
+          device=args.device, log=lambda line: print(line, file=sys.stderr if args.json else sys.stdout))
     summary = summarize(read_curves(args.out))
     if args.json:
         print(json.dumps(summary, indent=1))
