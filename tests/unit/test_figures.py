@@ -5,6 +5,7 @@ Refresh the baseline images after an intended change of a plot:
     SINKBENCH_REFRESH_FIGURES=1 .venv/bin/pytest tests/unit/test_figures.py
 """
 
+import inspect
 import os
 from pathlib import Path
 
@@ -118,7 +119,51 @@ def layer_sweep_fixture():
     return Results(rows, PROV)
 
 
+def streaming_fixture():
+    rows = []
+    for policy, sinks, window, ppl in (("dense", 0, None, 20.0), ("window", 0, 8, 60.0), ("sinks", 4, 8, 22.0)):
+        rows.append({"metric": "perplexity", "policy": policy, "sinks": sinks, "window": window, "value": ppl,
+                     "ci_low": ppl * 0.9, "ci_high": ppl * 1.1, "n": 64})
+        for start in range(0, 64, 16):
+            jump = 1.0 if (policy == "window" and start >= 8) else 0.0
+            rows.append({"metric": "nll", "policy": policy, "sinks": sinks, "window": window, "position_start": start,
+                         "position": start + 16, "value": np.log(ppl) - 0.3 + jump * 0.5 + 0.01 * start, "n": 16})
+    return Results(rows, {**PROV, "n_tokens": 64})
+
+
+def sinks_table_fixture():
+    rows = [{"metric": "perplexity", "policy": "sinks", "cache_size": cache, "sinks": s, "recent": cache - s,
+             "value": value, "ci_low": value * 0.95, "ci_high": value * 1.05, "n": 512}
+            for cache, scale in ((16, 1.0), (32, 0.9))
+            for s, value in ((0, 60.0 * scale), (1, 34.0 * scale), (2, 33.5 * scale), (4, 33.4 * scale))]
+    return Results(rows, {**PROV, "n_tokens": 512})
+
+
+def attribution_fixture():
+    exact = sweep_fixture()
+    exact.provenance["attribution_spearman"] = 0.9
+    estimate = Results([{"metric": "attribution_delta_loss", "layer": r["layer"], "head": r["head"],
+                         "value": r["value"] * 0.8 + 0.001 * r["head"]} for r in sweep_fixture()], PROV)
+    return estimate, exact
+
+
+def emergence_fixture():
+    rows = []
+    for variant, final in (("softmax", 0.9), ("relu", 0.05), ("sink-logit", 0.1)):
+        for step in range(0, 101, 20):
+            grow = final * step / 100
+            values = {"bos_attention": grow, "bos_share": grow, "backcopy_risk": 3.0 / (1 + step),
+                      "bigram_risk": 1.0 / (1 + step) + 0.01, "v_bos_norm": 10 - 9 * grow, "resid_bos_norm": 20 + step}
+            rows += [{"metric": m, "variant": variant, "step": step, "layer": None, "head": None, "value": v}
+                     for m, v in values.items()]
+    return Results(rows, {**PROV, "seed": 0, "toy_config": {"n_layers": 1, "n_heads": 1, "d_model": 64, "n_ctx": 32}})
+
+
 CASES = {
+    "streaming_curves": lambda: plots.streaming_curves(streaming_fixture()),
+    "streaming_perplexity": lambda: plots.streaming_perplexity(sinks_table_fixture()),
+    "attribution_scatter": lambda: plots.attribution_scatter(*attribution_fixture()),
+    "emergence_curves": lambda: plots.emergence_curves(emergence_fixture()),
     "special_tokens": lambda: plots.special_tokens(special_fixture()),
     "sweep_profile": lambda: plots.sweep_profile(layer_sweep_fixture()),
     "sink_grid": lambda: plots.sink_grid(sinks_fixture()),
@@ -150,6 +195,12 @@ def test_plot_matches_its_baseline_image(name, tmp_path):
         baseline.write_bytes(written[0].read_bytes())
     assert baseline.is_file(), f"no baseline for {name}: run with SINKBENCH_REFRESH_FIGURES=1 once"
     assert compare_images(str(baseline), str(written[0]), tol=TOLERANCE) is None
+
+
+def test_every_plot_function_has_a_fixture_case():
+    public = {name for name, fn in vars(plots).items()
+              if inspect.isfunction(fn) and fn.__module__ == plots.__name__ and not name.startswith("_")}
+    assert public == set(CASES)
 
 
 def test_missing_data_fails_naming_the_recipe(tmp_path):

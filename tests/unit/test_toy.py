@@ -326,6 +326,25 @@ def test_a_trained_toy_loads_back_through_the_zoo(corpus, tmp_path):
                                       "v_bos_norm", "resid_bos_norm"}
 
 
+def test_probes_and_catalogue_interventions_run_on_a_trained_toy(corpus, tmp_path):
+    from workbench import experiment, probes
+    from workbench.toy.tasks import load_task
+
+    out = tmp_path / "run"
+    train(out, *tiny("softmax", steps=20), progress=False)
+    model = models.load(f"toy:{out}", device="cpu")
+    windows = load_task(out).dataset(8, seed=1)
+    assert len(windows) == 8 and (windows.tensor()[:, 0] == BOS_ID).all() and windows.window == 32
+    _, cache = model.run_with_cache(windows.tensor(), names_filter="blocks.0.attn.hook_pattern")
+    direct = cache["blocks.0.attn.hook_pattern"][:, 0, 1:, 0].mean().item()
+    sinks = probes.sinks(model, windows, progress=False)
+    assert sinks.value("first_token_attention", layer=0, head=0) == pytest.approx(direct, abs=1e-6)
+    results = experiment.run(model, windows, ["scale-sink:gamma=1", "mask-sink", "zero-sink-value"], progress=False)
+    delta = {r["intervention"]: r["value"] for r in results if r["metric"] == "delta_loss"}
+    assert delta["scale-sink(gamma=1.0)"] == pytest.approx(0.0, abs=1e-6), delta  # identity edit: baseline logits
+    assert delta["mask-sink"] != 0 and np.isfinite(delta["zero-sink-value"])
+
+
 def test_a_checkpoint_refuses_a_model_of_another_variant(corpus, tmp_path):
     out = tmp_path / "run"
     model_cfg, train_cfg = tiny("softmax", steps=10)

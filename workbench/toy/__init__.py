@@ -14,8 +14,8 @@
 from workbench.toy.checkpoint import load_toy, load_weights, save_weights
 from workbench.toy.model import VARIANTS, ToyConfig, ToyTransformer, Variant
 from workbench.toy.tasks import TASKS, BigramBackcopy, CharLM, make_task
-from workbench.toy.train import PRESETS, TrainConfig, preset, read_curves, summarize, train
+from workbench.toy.train import PRESETS, TrainConfig, emergence_results, preset, read_curves, summarize, train
 
 __all__ = ["PRESETS", "TASKS", "VARIANTS", "BigramBackcopy", "CharLM", "ToyConfig", "ToyTransformer", "TrainConfig",
-           "Variant", "load_toy", "load_weights", "make_task", "preset", "read_curves", "save_weights", "summarize",
+           "Variant", "emergence_results", "load_toy", "load_weights", "make_task", "preset", "read_curves", "save_weights", "summarize",
            "train"]

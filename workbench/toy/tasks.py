@@ -118,6 +118,20 @@ class Task(abc.ABC):
     def evaluate(self, logits: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         return {"loss": F.cross_entropy(logits.flatten(0, 1), targets.flatten()).item()}
 
+    def dataset(self, n: int = 64, seed: int = 0, split: str = "eval"):
+        """`n` sequences of the task as a `workbench.data.Dataset` (each starts with <s>), so that the probes,
+        the catalogue's interventions and the runner apply to a trained toy:
+
+            >>> windows = load_task("runs/bb-softmax").dataset(64)
+            >>> experiment.run(load("toy:runs/bb-softmax"), windows, ["mask-sink", "zero-sink-value"])
+        """
+        from workbench.data import Dataset
+
+        check_range("number of sequences", n, 1, 1 << 16)
+        inputs, _ = self.batch(np.random.default_rng([seed, 3]), n, split=split)
+        return Dataset([row.astype(np.int64) for row in inputs.numpy()], source=f"{self.name} ({split}, seed {seed})",
+                       bos_policy="bos", special_ids={"bos": BOS_ID}, window=self.seq_len, seed=seed)
+
     @abc.abstractmethod
     def to_dict(self) -> dict:
         """Everything that defines the task, JSON-serialisable (written to the run directory)."""

@@ -513,3 +513,24 @@ def train(out: str | Path, model_cfg: ToyConfig, train_cfg: TrainConfig, *, resu
         results = curves_to_results(curves, run, header)
         results.save(out / "results.json")
     return results
+
+
+def emergence_results(runs: dict[str, str | Path]) -> Results:
+    """The summary curves (rows without layer/head) of finished toy runs, one per variant, as one Results;
+    what the figure plots. Also for runs trained elsewhere:
+
+        >>> res = emergence_results({v: f"runs/bb-{v}-s0" for v in ("softmax", "relu")})
+    """
+    rows, described = [], {}
+    header: dict = {}
+    for variant, directory in runs.items():
+        results = Results.load(Path(directory) / "results.json")
+        rows += [r for r in results if r["layer"] is None]
+        prov = results.provenance
+        described[variant] = {"directory": str(directory), "weights_sha256": prov.get("model_weights_sha256"),
+                              "variant": prov.get("variant")}
+        header = {k: prov.get(k) for k in ("packages", "python", "git_commit", "git_dirty", "seed")}
+        header.update(toy_config={k: v for k, v in prov["toy_config"].items() if k != "attention"},
+                      train_config=prov["train_config"])
+    header.update(experiment="toy-emergence", model="toy", runs=described)
+    return Results(rows, header)
