@@ -1,6 +1,7 @@
 """Edits of the attention pattern: remove the sink, rescale it, change the softmax, or window it.
 
     >>> get("mask-sink", layers="3-10")               # A[q, s] = 0 for q >= 1, rows renormalised
+    (renormalised = rescaled to the row's total weight before the edit: 1 for a softmax)
     >>> get("scale-sink", gamma=0.5)                    # ACT / ZeroTuning redistribution
     >>> get("softmax-plus-one", layers=20)              # Miller 2023 at inference
     >>> get("window-attention", window=32, n_sinks=4)   # StreamingLLM's mask: sinks + the last W keys
@@ -32,9 +33,13 @@ def in_scope_rows(ctx: UnitContext) -> torch.Tensor:
 
 
 def renormalise(pattern: torch.Tensor, edited: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Edited rows divided by their sum, for rows in scope whose sum is positive; others unchanged."""
+    """Edited rows rescaled to the total weight the row had before the edit, for rows in scope whose edited
+    sum is positive; others unchanged. For a softmax the total is 1 (the usual renormalisation); for rows
+    that do not sum to 1 (the toy's softmax+1, sink-logit and kv-bias variants, whose extra slot keeps its
+    weight; sigmoid and ReLU attention) the weight taken from the sink is spread over the other keys."""
     total = edited.sum(-1, keepdim=True)
-    return torch.where(rows & (total > _TINY), edited / total.clamp_min(_TINY), pattern)
+    before = pattern.sum(-1, keepdim=True)
+    return torch.where(rows & (total > _TINY), edited * (before / total.clamp_min(_TINY)), pattern)
 
 
 @register("mask-sink", "for queries q >= 1 set A[q, s] = 0 and renormalise the row")

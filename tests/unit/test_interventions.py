@@ -301,3 +301,16 @@ def test_interventions_are_frozen_values():
     with pytest.raises(dataclasses.FrozenInstanceError):
         entry.gamma = 2.0
     assert entry == iv.parse("scale-sink:gamma=0.5") and hash(entry) == hash(iv.parse("scale-sink:gamma=0.5"))
+
+
+def test_renormalising_keeps_each_rows_total_weight():
+    from interventions.attention import renormalise
+
+    pattern = torch.tensor([[[[1.0, 0.0, 0.0], [0.6, 0.2, 0.0], [0.3, 0.1, 0.1]]]])  # rows sum to 1, 0.8, 0.5
+    edited = pattern.clone()
+    edited[..., 0] = 0
+    rows = torch.tensor([False, True, True])[None, None, :, None]
+    out = renormalise(pattern, edited, rows)
+    assert torch.allclose(out.sum(-1), pattern.sum(-1))  # the sink's weight goes to the other keys
+    assert torch.allclose(out[0, 0, 1], torch.tensor([0.0, 0.8, 0.0]))
+    assert torch.equal(out[0, 0, 0], pattern[0, 0, 0])  # row q = 0 is out of scope: unchanged
