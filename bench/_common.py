@@ -55,7 +55,26 @@ def interleaved(candidates: dict[str, Callable[[], None]], rounds: int = 5, warm
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process since start, or since `reset_peak_rss` where Linux allows it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def reset_peak_rss() -> None:
+    """Reset the kernel's high-water mark (VmHWM) to the current RSS (Linux: write 5 to clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def in_fresh_process(script: Path, *args: str) -> dict:

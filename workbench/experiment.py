@@ -36,6 +36,7 @@ from workbench import models, sites
 from workbench.data import Dataset
 from workbench.errors import InputError, InterventionError
 from workbench.metrics import (
+    Reference,
     SequenceStats,
     embedding_cosine,
     kl_per_token,
@@ -220,7 +221,8 @@ def _classifier_stats(out: torch.Tensor, base: torch.Tensor, labels: torch.Tenso
 
 
 def _unit_stats(out: torch.Tensor, base: torch.Tensor, tokens: torch.Tensor, family: str, pair: Any,
-                base_stats: dict[str, SequenceStats], labels: torch.Tensor | None = None) -> dict[str, SequenceStats]:
+                base_stats: dict[str, SequenceStats], labels: torch.Tensor | None = None,
+                reference: Reference | None = None) -> dict[str, SequenceStats]:
     if family == "image-classifier":
         return _classifier_stats(out, base, labels, base_stats)
     if family != "causal-lm":
@@ -228,10 +230,11 @@ def _unit_stats(out: torch.Tensor, base: torch.Tensor, tokens: torch.Tensor, fam
         change = (pooled - pooled_base).norm(dim=-1) / pooled_base.norm(dim=-1)
         return {"embedding_cosine": SequenceStats.from_sequences(embedding_cosine(pooled_base, pooled)),
                 "embedding_change": SequenceStats.from_sequences(change)}
-    loss = SequenceStats.from_tokens(token_nll(out, tokens))
+    reference = reference or Reference.of(base)
+    nll, kl, agree = reference.compare(out, tokens)
+    loss = SequenceStats.from_tokens(nll)
     stats = {"loss": loss, "delta_loss": loss.paired_minus(base_stats["loss"]),
-             "kl": SequenceStats.from_tokens(kl_per_token(base, out)),
-             "top1_agreement": SequenceStats.from_tokens(top1_agreement(base, out))}
+             "kl": SequenceStats.from_tokens(kl), "top1_agreement": SequenceStats.from_tokens(agree)}
     if pair is not None:
         diff = SequenceStats.from_sequences(logit_diff(out, pair))
         stats["logit_diff"] = diff
@@ -347,6 +350,7 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
             labels = _labels(data, index)
             base = baseline_output(b, inputs)
             base_stats = _baseline_stats(base, tokens, family, pair, labels)
+            reference = Reference.of(base) if family == "causal-lm" else None
             if not baseline_done:
                 for metric, value in base_stats.items():
                     baseline.add(metric, value)
@@ -367,11 +371,12 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
                 next(bar, None)
                 for j, unit in enumerate(stacked):
                     piece = output[j * n:(j + 1) * n]
-                    if not torch.isfinite(piece).all():
+                    if not torch.isfinite(piece.float().sum()):  # NaN/inf propagate into the sum; one cheap pass
                         layer = _first_nonfinite_layer(model, unit, tokens, inputs, states.get(unit.key))
                         where = f" (first non-finite residual stream after layer {layer})" if layer is not None else ""
                         raise InterventionError(f"intervention {unit.key} produced NaN/inf outputs{where}")
-                    for metric, value in _unit_stats(piece, base, tokens, family, pair, base_stats, labels).items():
+                    for metric, value in _unit_stats(piece, base, tokens, family, pair, base_stats, labels,
+                                                          reference).items():
                         accumulators[unit.key].add(metric, value)
         baseline_done = True
         for unit in group:

@@ -40,6 +40,32 @@ def kl_per_token(base_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tenso
     return (base.exp() * (base - new)).sum(-1).clamp_min(0.0)
 
 
+@dataclasses.dataclass
+class Reference:
+    """The baseline's next-token distributions, computed once per batch and reused by every intervention
+    evaluated on it (a sweep scores hundreds of units against the same baseline)."""
+
+    logprobs: torch.Tensor  # [batch, T, V] float32
+    probs: torch.Tensor  # [batch, T, V]
+    neg_entropy: torch.Tensor  # [batch, T]: sum_v p log p
+    argmax: torch.Tensor  # [batch, T]
+
+    @classmethod
+    def of(cls, base_logits: torch.Tensor) -> Reference:
+        logprobs = torch.log_softmax(base_logits.float(), dim=-1)
+        probs = logprobs.exp()
+        return cls(logprobs, probs, torch.linalg.vecdot(probs, logprobs), base_logits.argmax(-1))
+
+    def compare(self, logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(token NLL [batch, T-1], KL(P_base || P) [batch, T], top-1 agreement [batch, T]) of intervened
+        logits with one log-softmax: the same numbers as `token_nll`, `kl_per_token` and `top1_agreement`
+        (KL as sum p log p - sum p log q; float32 rounding ~1e-6 nats, see tests/unit/test_metrics.py)."""
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        nll = -logprobs[:, :-1].gather(-1, tokens[:, 1:, None].to(logprobs.device)).squeeze(-1)
+        kl = (self.neg_entropy - torch.linalg.vecdot(self.probs, logprobs)).clamp_min(0.0)
+        return nll, kl, (logits.argmax(-1) == self.argmax).float()
+
+
 def top1_agreement(base_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """1.0 where the argmax token is unchanged, [batch, T]."""
     return (base_logits.argmax(-1) == logits.argmax(-1)).float()

@@ -55,3 +55,14 @@ def test_embedding_cosine_and_logit_diff():
     logits = torch.zeros(1, 3, 4)
     logits[0, -1, 2] = 5.0
     assert metrics.logit_diff(logits, (2, 0)).item() == 5.0
+
+
+def test_reference_compare_equals_the_separate_metrics():
+    torch.manual_seed(0)
+    base, tokens = torch.randn(3, 7, 50) * 3, torch.randint(0, 50, (3, 7))
+    new = base + torch.randn(3, 7, 50)
+    nll, kl, agree = metrics.Reference.of(base).compare(new, tokens)
+    assert torch.allclose(nll, metrics.token_nll(new, tokens), atol=1e-6)
+    assert torch.allclose(kl, metrics.kl_per_token(base, new), atol=1e-5)  # sum p log p - sum p log q: ~1e-6
+    assert torch.equal(agree, metrics.top1_agreement(base, new))
+    assert metrics.Reference.of(base).compare(base, tokens)[1].max() < 1e-5  # KL of the baseline to itself
