@@ -8,6 +8,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-for script in ("load_times.py", "probe_overhead.py", "intervention_overhead.py", "attribution.py"):
+for script in ("load_times.py", "probe_overhead.py", "intervention_overhead.py", "attribution.py", "streaming.py"):
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=True, cwd=HERE)

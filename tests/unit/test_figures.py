@@ -240,5 +240,9 @@ def test_the_gallery_holds_every_registered_figure_and_reruns_reuse_results(tmp_
     calls = []
     for entry in figures.recipes().values():
         monkeypatch.setattr(entry, "compute", lambda ctx, calls=calls: calls.append(1))
+    drawn = (out / "norms.png").stat().st_mtime_ns
+    (out / "sink-grid.png").unlink()
     figures.build(["sink-grid", "norms"], out, model="tiny-llama", quick=True, log=lambda _: None)
-    assert not calls  # nothing changed: the cached Results are drawn again
+    assert not calls  # nothing changed: the cached Results are reused
+    assert (out / "norms.png").stat().st_mtime_ns == drawn  # ... and a figure still on disk is not redrawn
+    assert (out / "sink-grid.png").is_file()  # a missing one is

@@ -17,6 +17,7 @@ code version). A rerun with nothing changed only re-plots (or skips, if the imag
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import html
 import importlib
 import json
@@ -27,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from workbench.cache import atomic_write_text
 from workbench.errors import InputError, ModelNotAvailable, WorkbenchError
 from workbench.results import Results, cached, identity_hash
 
@@ -186,6 +188,36 @@ def draw(entry: Recipe, results: Results, ctx: FigureContext) -> tuple[list[Path
     return paths, caption
 
 
+def _draw_stamp(entry: Recipe, ctx: FigureContext) -> str:
+    """What a drawing depends on: the saved Results (bytes) and the figure layer's code."""
+    digest = hashlib.sha256((ctx.out_dir / "data" / f"{entry.name}.json").read_bytes())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def _drawn(entry: Recipe, ctx: FigureContext, force: bool) -> tuple[list[Path] | None, str]:
+    """The files of an earlier drawing of the same Results by the same code, if they are all still there."""
+    stamp_path = ctx.out_dir / "data" / f"{entry.name}.drawn.json"
+    if force or not stamp_path.is_file():
+        return None, ""
+    try:
+        stamp = json.loads(stamp_path.read_text())
+    except (OSError, ValueError):
+        return None, ""
+    paths = [ctx.out_dir / name for name in stamp.get("files", [])]
+    caption_file = ctx.out_dir / f"{entry.name}.caption.txt"
+    if (stamp.get("stamp") != _draw_stamp(entry, ctx) or not paths or not caption_file.is_file()
+            or not all(p.is_file() for p in paths)):
+        return None, ""
+    return paths, stamp["caption"]
+
+
+def _stamp(entry: Recipe, ctx: FigureContext, paths: list[Path], caption: str) -> None:
+    blob = {"stamp": _draw_stamp(entry, ctx), "files": [p.name for p in paths], "caption": caption}
+    atomic_write_text(ctx.out_dir / "data" / f"{entry.name}.drawn.json", json.dumps(blob, indent=1))
+
+
 def build(names: Iterable[str] | None = None, out: str | Path = "figures", model: str = "smollm2-135m",
           all_: bool = False, seed: int = 0, quick: bool = False, force: bool = False,
           log: Callable[[str], None] = print, model_overrides: dict[str, str] | None = None) -> list[dict]:
@@ -216,7 +248,10 @@ def build(names: Iterable[str] | None = None, out: str | Path = "figures", model
         ctx = FigureContext(target, out, params, seed, quick)
         started = time.perf_counter()
         results = compute_results(entry, ctx, force=force)
-        paths, caption = draw(entry, results, ctx)
+        paths, caption = _drawn(entry, ctx, force)
+        if paths is None:
+            paths, caption = draw(entry, results, ctx)
+            _stamp(entry, ctx, paths, caption)
         seconds = time.perf_counter() - started
         log(f"  {entry.name:<28} {seconds:6.1f} s  {paths[0]}")
         done.append({"name": entry.name, "title": entry.title, "caption": caption, "model": ctx.model_name,
