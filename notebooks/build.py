@@ -384,8 +384,9 @@ norms.df[norms.df.metric.isin(["attention_share_sink", "contribution_share_sink"
   loss, zeroing `<s>`'s value costs nothing: the sink is the head's way of doing nothing.
 - **softmax+1, sink-logit and kv-bias** give the head a zero-value slot, yet it barely uses it (a few
   per cent of the weight): `<s>` still becomes the sink, with a drained value. At this size and length
-  the first token is as good a place to park as the slot, and the optimiser finds it first. A surprise
-  worth reporting: the slot removes the *need* for a sink, not the sink.
+  the first token is as good a place to park as the slot, and here the optimiser finds it first. A
+  surprise worth reporting: the slot removes the *need* for a sink, not the sink. It is a race — at full
+  size with seed 1 the slot wins and no `<s>` sink forms (the README's two-seed table).
 - **sigmoid** first puts weight on `<s>` (every weight starts near sigmoid(0) = 0.5) and then turns the
   whole row down: its raw weight on `<s>` ends small while the share of what is left stays high.
 - **ReLU attention** never forms a sink: the head does nothing by giving every key zero weight.
