@@ -49,3 +49,15 @@ def fake_corpus(tmp_path, monkeypatch):
     data._TOKEN_CACHE.clear()
     yield root
     data._TOKEN_CACHE.clear()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one thread is as fast, and two were 20x slower on a busy 2-core machine
+    (use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

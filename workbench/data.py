@@ -402,25 +402,13 @@ def from_jsonl(model: Any, path: str | Path, window: int = 128, prepend_bos: boo
     body = window - len(before) - len(after)
     sequences: list[np.ndarray] = []
     kinds = set()
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{where}: not valid JSON ({exc.msg})") from exc
-            if isinstance(record, dict) and isinstance(record.get("tokens"), list):
-                kinds.add("tokens")
-                sequences.append(_checked_tokens(record["tokens"], model_info, where))
-            elif isinstance(record, dict) and isinstance(record.get("text"), str):
-                kinds.add("text")
-                ids = tokenize(model_info, record["text"])
-                sequences.extend(s for s in _wrap(_windows(ids, body, None, keep_tail), before, after) if len(s) >= 2)
-            else:
-                got = sorted(record) if isinstance(record, dict) else type(record).__name__
-                raise InputError(f'{where}: expected {{"text": "..."}} or {{"tokens": [int, ...]}}, got {got}')
+    for where, kind, value in jsonl_records(path):
+        kinds.add(kind)
+        if kind == "tokens":
+            sequences.append(_checked_tokens(value, model_info, where))
+        else:
+            ids = tokenize(model_info, value)
+            sequences.extend(s for s in _wrap(_windows(ids, body, None, keep_tail), before, after) if len(s) >= 2)
     if max_windows:
         sequences = sequences[:max_windows]
     if not sequences:
@@ -431,19 +419,50 @@ def from_jsonl(model: Any, path: str | Path, window: int = 128, prepend_bos: boo
     return Dataset(sequences, f"jsonl:{path}", policy, special if "text" in kinds else {}, window)
 
 
-def _checked_tokens(tokens: list, model_info: Any, where: str) -> np.ndarray:
+def jsonl_records(path: str | Path) -> Iterator[tuple[str, str, Any]]:
+    """(where, "text" | "tokens", the text or the id list) for each non-blank line of a JSONL file of
+    `{"text": ...}` / `{"tokens": [ids]}` records; anything else is one error naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input file {path} does not exist")
+    with open(path, encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{where}: not valid JSON ({exc.msg})") from exc
+            if isinstance(record, dict) and isinstance(record.get("tokens"), list):
+                yield where, "tokens", record["tokens"]
+            elif isinstance(record, dict) and isinstance(record.get("text"), str):
+                yield where, "text", record["text"]
+            else:
+                got = sorted(record) if isinstance(record, dict) else type(record).__name__
+                raise InputError(f'{where}: expected {{"text": "..."}} or {{"tokens": [int, ...]}}, got {got}')
+
+
+def checked_ids(tokens: list, model_info: Any, where: str) -> np.ndarray:
+    """Token ids given by the user: integers inside the model's vocabulary."""
     if not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
         raise InputError(f"{where}: token ids must be integers")
-    if len(tokens) < 2:
-        raise InputError(f"{where}: a token sequence needs at least 2 ids, got {len(tokens)}")
-    if len(tokens) > model_info.n_ctx:
-        raise InputError(f"{where}: {len(tokens)} tokens exceed the context of {model_info.name}: "
-                         f"allowed 2..{model_info.n_ctx}")
     bad = [t for t in tokens if not 0 <= t < model_info.vocab_size]
     if bad:
         raise InputError(f"{where}: token id {bad[0]} is outside the vocabulary of {model_info.name}: "
                          f"allowed 0..{model_info.vocab_size - 1}")
     return np.asarray(tokens, dtype=np.int64)
+
+
+def _checked_tokens(tokens: list, model_info: Any, where: str) -> np.ndarray:
+    """One sequence of given ids: valid ids, 2..n_ctx of them."""
+    ids = checked_ids(tokens, model_info, where)
+    if len(ids) < 2:
+        raise InputError(f"{where}: a token sequence needs at least 2 ids, got {len(ids)}")
+    if len(ids) > model_info.n_ctx:
+        raise InputError(f"{where}: {len(ids)} tokens exceed the context of {model_info.name}: "
+                         f"allowed 2..{model_info.n_ctx}")
+    return ids
 
 
 _TOKEN_CACHE: dict[tuple, tuple[np.ndarray, bool]] = {}  # (ids, whole document?)

@@ -221,8 +221,9 @@ def _classifier_stats(out: torch.Tensor, base: torch.Tensor, labels: torch.Tenso
 
 
 def _unit_stats(out: torch.Tensor, base: torch.Tensor, tokens: torch.Tensor, family: str, pair: Any,
-                base_stats: dict[str, SequenceStats], labels: torch.Tensor | None = None,
-                reference: Reference | None = None) -> dict[str, SequenceStats]:
+                base_stats: dict[str, SequenceStats], labels: torch.Tensor | None,
+                reference: Reference | None) -> dict[str, SequenceStats]:
+    """Metrics of one intervened output; `reference` (causal LMs) holds the baseline's distributions."""
     if family == "image-classifier":
         return _classifier_stats(out, base, labels, base_stats)
     if family != "causal-lm":
@@ -230,7 +231,6 @@ def _unit_stats(out: torch.Tensor, base: torch.Tensor, tokens: torch.Tensor, fam
         change = (pooled - pooled_base).norm(dim=-1) / pooled_base.norm(dim=-1)
         return {"embedding_cosine": SequenceStats.from_sequences(embedding_cosine(pooled_base, pooled)),
                 "embedding_change": SequenceStats.from_sequences(change)}
-    reference = reference or Reference.of(base)
     nll, kl, agree = reference.compare(out, tokens)
     loss = SequenceStats.from_tokens(nll)
     stats = {"loss": loss, "delta_loss": loss.paired_minus(base_stats["loss"]),

@@ -45,8 +45,7 @@ class Reference:
     """The baseline's next-token distributions, computed once per batch and reused by every intervention
     evaluated on it (a sweep scores hundreds of units against the same baseline)."""
 
-    logprobs: torch.Tensor  # [batch, T, V] float32
-    probs: torch.Tensor  # [batch, T, V]
+    probs: torch.Tensor  # [batch, T, V] float32
     neg_entropy: torch.Tensor  # [batch, T]: sum_v p log p
     argmax: torch.Tensor  # [batch, T]
 
@@ -54,7 +53,7 @@ class Reference:
     def of(cls, base_logits: torch.Tensor) -> Reference:
         logprobs = torch.log_softmax(base_logits.float(), dim=-1)
         probs = logprobs.exp()
-        return cls(logprobs, probs, torch.linalg.vecdot(probs, logprobs), base_logits.argmax(-1))
+        return cls(probs, torch.linalg.vecdot(probs, logprobs), base_logits.argmax(-1))
 
     def compare(self, logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(token NLL [batch, T-1], KL(P_base || P) [batch, T], top-1 agreement [batch, T]) of intervened

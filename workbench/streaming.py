@@ -766,34 +766,11 @@ def long_text(model: Any, *, text_file: str | Path | None = None, jsonl: str | P
 
 
 def _jsonl_stream(model_info: Any, path: Path) -> tuple[np.ndarray, bool]:
-    import json
-
-    if not path.is_file():
-        raise InputError(f"input file {path} does not exist")
+    """Every record of a JSONL file, concatenated in file order: text tokenised, ids used as given."""
     pieces, has_text = [], False
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{where}: not valid JSON ({exc.msg})") from exc
-            if isinstance(record, dict) and isinstance(record.get("text"), str):
-                has_text = True
-                pieces.append(_data.tokenize(model_info, record["text"]))
-            elif isinstance(record, dict) and isinstance(record.get("tokens"), list):
-                tokens = record["tokens"]
-                bad = [t for t in tokens if isinstance(t, bool) or not isinstance(t, int)
-                       or not 0 <= t < model_info.vocab_size]
-                if bad:
-                    raise InputError(f"{where}: token {bad[0]!r} is not an id of {model_info.name}: "
-                                     f"allowed integers 0..{model_info.vocab_size - 1}")
-                pieces.append(np.asarray(tokens, np.int64))
-            else:
-                got = sorted(record) if isinstance(record, dict) else type(record).__name__
-                raise InputError(f'{where}: expected {{"text": "..."}} or {{"tokens": [int, ...]}}, got {got}')
+    for where, kind, value in _data.jsonl_records(path):
+        has_text |= kind == "text"
+        pieces.append(_data.tokenize(model_info, value) if kind == "text" else _data.checked_ids(value, model_info, where))
     if not pieces:
         raise InputError(f"{path}: no records")
     return np.concatenate(pieces), has_text

@@ -15,13 +15,7 @@ def trained(name: str):
     return models.load(name)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """140k-parameter models: one thread is as fast, and two were 20x slower on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

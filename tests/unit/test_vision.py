@@ -21,13 +21,7 @@ TINY_TRAINING = TrainConfig(image_size=16, patch_size=4, hidden_size=16, layers=
                             steps=4, batch_size=8, warmup=1, eval_images=16, eval_every=2, checkpoint_every=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread is as fast, and two were 20x slower on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -196,25 +196,25 @@ def _draw_stamp(entry: Recipe, ctx: FigureContext) -> str:
     return digest.hexdigest()
 
 
-def _drawn(entry: Recipe, ctx: FigureContext, force: bool) -> tuple[list[Path] | None, str]:
-    """The files of an earlier drawing of the same Results by the same code, if they are all still there."""
+def _drawn(entry: Recipe, ctx: FigureContext, stamp: str) -> tuple[list[Path] | None, str]:
+    """The files of an earlier drawing with this stamp, if they are all still there."""
     stamp_path = ctx.out_dir / "data" / f"{entry.name}.drawn.json"
-    if force or not stamp_path.is_file():
+    if not stamp_path.is_file():
         return None, ""
     try:
-        stamp = json.loads(stamp_path.read_text())
+        recorded = json.loads(stamp_path.read_text())
     except (OSError, ValueError):
         return None, ""
-    paths = [ctx.out_dir / name for name in stamp.get("files", [])]
+    paths = [ctx.out_dir / name for name in recorded.get("files", [])]
     caption_file = ctx.out_dir / f"{entry.name}.caption.txt"
-    if (stamp.get("stamp") != _draw_stamp(entry, ctx) or not paths or not caption_file.is_file()
+    if (recorded.get("stamp") != stamp or not paths or not caption_file.is_file()
             or not all(p.is_file() for p in paths)):
         return None, ""
-    return paths, stamp["caption"]
+    return paths, recorded["caption"]
 
 
-def _stamp(entry: Recipe, ctx: FigureContext, paths: list[Path], caption: str) -> None:
-    blob = {"stamp": _draw_stamp(entry, ctx), "files": [p.name for p in paths], "caption": caption}
+def _stamp(entry: Recipe, ctx: FigureContext, stamp: str, paths: list[Path], caption: str) -> None:
+    blob = {"stamp": stamp, "files": [p.name for p in paths], "caption": caption}
     atomic_write_text(ctx.out_dir / "data" / f"{entry.name}.drawn.json", json.dumps(blob, indent=1))
 
 
@@ -248,10 +248,11 @@ def build(names: Iterable[str] | None = None, out: str | Path = "figures", model
         ctx = FigureContext(target, out, params, seed, quick)
         started = time.perf_counter()
         results = compute_results(entry, ctx, force=force)
-        paths, caption = _drawn(entry, ctx, force)
+        stamp = _draw_stamp(entry, ctx)
+        paths, caption = (None, "") if force else _drawn(entry, ctx, stamp)
         if paths is None:
             paths, caption = draw(entry, results, ctx)
-            _stamp(entry, ctx, paths, caption)
+            _stamp(entry, ctx, stamp, paths, caption)
         seconds = time.perf_counter() - started
         log(f"  {entry.name:<28} {seconds:6.1f} s  {paths[0]}")
         done.append({"name": entry.name, "title": entry.title, "caption": caption, "model": ctx.model_name,
