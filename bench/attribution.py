@@ -10,8 +10,9 @@ import time
 
 from _common import save, setup
 
-from workbench import data, experiment
+from workbench import experiment
 from workbench.attribution import attribution_sweep, spearman
+from workbench.core import data
 
 
 def main(names: list[str]) -> None:

@@ -12,7 +12,8 @@ import time
 import torch
 from _common import interleaved, plain_forward, save, setup
 
-from workbench import data, experiment
+from workbench import experiment
+from workbench.core import data
 
 
 def main() -> None:

@@ -16,9 +16,9 @@ import time, json
 t0 = time.perf_counter()
 import torch, transformers, transformer_lens.model_bridge  # noqa
 import workbench
-from workbench import models
+from workbench import zoo
 t1 = time.perf_counter()
-models.load({name!r})
+zoo.load({name!r})
 t2 = time.perf_counter()
 print(json.dumps({{"imports_s": t1 - t0, "load_s": t2 - t1}}))
 """

@@ -28,14 +28,15 @@ from workbench import probes
 def child(mode: str) -> None:
     """One measurement in a fresh process: load only what it needs, then report the resident memory after
     loading and the peak (so that the increment is what the measurement itself costs)."""
-    from workbench import data, models
+    from workbench import zoo
+    from workbench.core import data
 
     torch.manual_seed(0)
     if mode == "plain":
-        model, _ = models.hf_reference("smollm2-135m")
-        bridge = models.load("smollm2-135m")  # only for the tokenizer of the windows; dropped before measuring
+        model, _ = zoo.hf_reference("smollm2-135m")
+        bridge = zoo.load("smollm2-135m")  # only for the tokenizer of the windows; dropped before measuring
     else:
-        bridge = models.load("smollm2-135m")
+        bridge = zoo.load("smollm2-135m")
     dataset = data.corpus_windows(bridge, "austen", window=128, n_windows=8)
     tokens = dataset.tensor()
     if mode == "plain":

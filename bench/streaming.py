@@ -5,7 +5,7 @@ plain Hugging Face decoding loop with a KV cache, in tokens per second.
     python bench/streaming.py --tokens 1024 --window 256 --chunk 256
 
 What is timed (each reads the same tokens and computes every next-token NLL):
-- hf-decode: `models.hf_reference` (plain transformers, eager attention), one token per call through a
+- hf-decode: `zoo.hf_reference` (plain transformers, eager attention), one token per call through a
   DynamicCache that keeps everything: the 50-65 ms/token the issue quotes;
 - hf-blocks: the same model fed `--chunk`-token blocks through a DynamicCache (dense, no eviction);
 - exact: `streaming.stream_nll(..., Sinks(4, W), fast=False)`: token by token, pruned before each token;
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 import workbench  # noqa: F401  (offline environment first)
-from workbench import models, streaming
+from workbench import streaming, zoo
 
 
 def hf_decode(hf, ids: torch.Tensor, chunk: int) -> tuple[np.ndarray, float]:
@@ -51,8 +51,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=256)
     args = parser.parse_args()
 
-    model = models.load(args.model)
-    hf, _ = models.hf_reference(args.model)
+    model = zoo.load(args.model)
+    hf, _ = zoo.hf_reference(args.model)
     ids = torch.as_tensor(streaming.long_text(model, max_tokens=args.tokens).sequences[0])
     policy = streaming.Sinks(args.sinks, args.window)
     n = len(ids)

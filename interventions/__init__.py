@@ -50,7 +50,7 @@ from interventions.base import (
     ValueEdit,
     register,
 )
-from workbench.errors import InputError
+from workbench.core.errors import InputError
 
 __all__ = ["CATALOGUE", "AttentionEdit", "Compose", "Identity", "Intervention", "ResidualEdit", "Scoped",
            "UnitContext", "ValueEdit", "catalogue", "from_spec", "get", "parse", "register"]

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from interventions.base import AttentionEdit, UnitContext, register
-from workbench.errors import InputError, check_range
+from workbench.core.errors import InputError, check_range
 
 _TINY = 1e-30
 

@@ -38,10 +38,10 @@ from typing import Any, ClassVar
 
 import torch
 
-from workbench import sites
-from workbench.errors import InputError, InterventionError
-from workbench.models import info
-from workbench.sites import SinkSpec
+from workbench.core import sites
+from workbench.core.errors import InputError, InterventionError
+from workbench.core.modelinfo import info
+from workbench.core.sites import SinkSpec
 
 CATALOGUE: dict[str, type[Intervention]] = {}
 
@@ -82,7 +82,7 @@ class UnitContext:
     tokens: torch.Tensor  # [b, T] this unit's rows
     rows: slice
     sink: torch.Tensor  # [b, T] bool sink keys
-    queries: torch.Tensor  # [b, T] bool queries in scope (see workbench.sites.query_mask)
+    queries: torch.Tensor  # [b, T] bool queries in scope (see workbench.core.sites.query_mask)
     state: Any = None
     scratch: dict = dataclasses.field(default_factory=dict)
     index: list[int] = dataclasses.field(default_factory=list)  # dataset sequence of each row

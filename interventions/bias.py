@@ -18,8 +18,8 @@ import torch
 
 from interventions.attention import in_scope_rows, sink_columns
 from interventions.base import AttentionEdit, register
-from workbench.errors import InputError
-from workbench.models import info
+from workbench.core.errors import InputError
+from workbench.core.modelinfo import info
 
 
 @register("zero-implicit-bias", "for q >= 1 remove the sink term A[q, s] v_s from the head output")
@@ -46,8 +46,8 @@ def sink_means(model: Any, data: Any, layers: tuple[int, ...], positions: tuple[
                batch_size: int, progress: bool) -> dict:
     """First pass: per layer, mean over sequences and queries in scope of A[q, j] per head, and mean over
     sequences of v_j per KV head, at each fixed sink position j."""
+    from workbench.core.sites import SinkSpec
     from workbench.probes._engine import gather, probe_pass
-    from workbench.sites import SinkSpec
 
     model_info = info(model)
     lengths = set(data.lengths)

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 
 from interventions.base import ResidualEdit, UnitContext, register
-from workbench import sites
-from workbench.errors import InputError
-from workbench.models import info
-from workbench.sites import SinkSpec
+from workbench.core import sites
+from workbench.core.errors import InputError
+from workbench.core.modelinfo import info
+from workbench.core.sites import SinkSpec
 
 MODES = ("zero", "mean")
 

@@ -20,9 +20,9 @@ import torch
 
 from interventions.base import UnitContext, ValueEdit, register
 from interventions.bias import fixed_positions, sink_means
-from workbench import sites
-from workbench.errors import InputError
-from workbench.models import info
+from workbench.core import sites
+from workbench.core.errors import InputError
+from workbench.core.modelinfo import info
 
 
 @register("zero-sink-value", "v_s := 0 for queries q >= 1")
@@ -77,7 +77,7 @@ class PatchValues(ValueEdit):
             shift = int(self.source[5:])
             order = [(i + shift) % len(data) for i in range(len(data))]
             return data.subset(order)
-        from workbench.data import from_file
+        from workbench.core.data import from_file
 
         source = from_file(model, self.source, window=data.window or max(data.lengths),
                            prepend_bos=data.bos_policy == "bos")

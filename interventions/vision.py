@@ -28,9 +28,9 @@ from typing import Any, ClassVar
 import torch
 
 from interventions.base import Hook, Intervention, UnitContext, register
-from workbench import sites
-from workbench.errors import InputError, check_range
-from workbench.models import info
+from workbench.core import sites
+from workbench.core.errors import InputError, check_range
+from workbench.core.modelinfo import info
 
 MODES = ("zero", "mean")
 

@@ -15,7 +15,8 @@ import nbformat
 
 HERE = Path(__file__).parent
 SETUP = """import workbench as wb
-from workbench import data, experiment, figures, models, probes
+from workbench.core import data
+from workbench import experiment, figures, probes, zoo
 from workbench.figures import plots
 
 model = wb.load("smollm2-135m")
@@ -226,7 +227,8 @@ and uses the cosine similarity of the mean-pooled sentence embedding to the base
 [CLS] … [SEP]. The BERT adapter discards edits of `hook_pattern`, so pattern interventions are applied
 through the head outputs (z += (A′ − A) v, exact)."""),
     ("code", """import workbench as wb
-from workbench import data, experiment, figures, probes
+from workbench.core import data
+from workbench import experiment, figures, probes
 from workbench.figures import plots
 
 model = wb.load("minilm-l6")
@@ -327,7 +329,7 @@ T = 32, 400 steps, about ten seconds a variant); `sinkbench train` runs the full
 from pathlib import Path
 
 import torch
-from workbench import experiment, figures, models, probes, toy
+from workbench import experiment, figures, probes, toy, zoo
 from workbench.figures import plots
 from workbench.toy.tasks import load_task
 

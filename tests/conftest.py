@@ -11,23 +11,23 @@ import workbench  # noqa: E402,F401  (sets the offline environment first)
 
 @pytest.fixture(scope="session")
 def tiny_llama():
-    from workbench import models
+    from workbench import zoo
 
-    return models.load("tiny-llama")
+    return zoo.load("tiny-llama")
 
 
 @pytest.fixture(scope="session")
 def tiny_gemma():
-    from workbench import models
+    from workbench import zoo
 
-    return models.load("tiny-gemma3")
+    return zoo.load("tiny-gemma3")
 
 
 @pytest.fixture(scope="session")
 def tiny_bert():
-    from workbench import models
+    from workbench import zoo
 
-    return models.load("tiny-bert")
+    return zoo.load("tiny-bert")
 
 
 @pytest.fixture()
@@ -35,10 +35,10 @@ def fake_corpus(tmp_path, monkeypatch):
     """A tiny corpus in a private cache, so data tests need no registry."""
     import json
 
-    from workbench import data
+    from workbench.core import corpora, data
 
     monkeypatch.setenv("SINKBENCH_CACHE", str(tmp_path / "cache"))
-    root = data.corpus_dir("austen")
+    root = corpora.corpus_dir("austen")
     root.mkdir(parents=True)
     docs = [
         {"title": "First Book", "text": "It was a bright cold day in April. " * 200},

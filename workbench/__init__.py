@@ -9,24 +9,24 @@ The public surface is listed in `__all__`; everything else is importable but not
 Submodules load lazily so that `sinkbench --help` does not import torch.
 """
 
-from workbench import _offline  # noqa: F401  (must run before transformers is imported)
+from workbench.core import offline as _offline  # noqa: F401  (must run before transformers is imported)
 
 __version__ = "0.1.0"
 
 _PUBLIC = {
     # models
-    "load": "workbench.models",
-    "info": "workbench.models",
-    "fetch": "workbench.models",
-    "ModelInfo": "workbench.models",
+    "load": "workbench.zoo",
+    "info": "workbench.zoo",
+    "fetch": "workbench.zoo",
+    "ModelInfo": "workbench.zoo",
     # data
-    "Dataset": "workbench.data",
-    "corpus_windows": "workbench.data",
-    "control_prompts": "workbench.data",
-    "from_text": "workbench.data",
-    "from_file": "workbench.data",
+    "Dataset": "workbench.core.data",
+    "corpus_windows": "workbench.core.data",
+    "control_prompts": "workbench.core.data",
+    "from_text": "workbench.core.data",
+    "from_file": "workbench.core.data",
     # results
-    "Results": "workbench.results",
+    "Results": "workbench.core.results",
     # experiments
     "evaluate": "workbench.experiment",
     "run": "workbench.experiment",
@@ -35,23 +35,28 @@ _PUBLIC = {
     "attribution_sweep": "workbench.attribution",
     "RunSpec": "workbench.spec",
     # errors
-    "WorkbenchError": "workbench.errors",
-    "InputError": "workbench.errors",
-    "ModelNotAvailable": "workbench.errors",
-    "InterventionError": "workbench.errors",
+    "WorkbenchError": "workbench.core.errors",
+    "InputError": "workbench.core.errors",
+    "ModelNotAvailable": "workbench.core.errors",
+    "InterventionError": "workbench.core.errors",
 }
+# Rooms reachable as attributes (`from workbench import data`): the ground floor's data module is public.
+_MODULES = {"data": "workbench.core.data", "results": "workbench.core.results", "sites": "workbench.core.sites"}
 
 __all__ = sorted(_PUBLIC)
 
 
 def __getattr__(name: str):
-    if name in _PUBLIC:
-        import importlib
+    import importlib
 
+    if name in _PUBLIC:
         value = getattr(importlib.import_module(_PUBLIC[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    elif name in _MODULES:
+        value = importlib.import_module(_MODULES[name])
+    else:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__():

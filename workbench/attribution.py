@@ -22,12 +22,13 @@ import torch
 
 from interventions import AttentionEdit, UnitContext, ValueEdit
 from interventions.base import pattern_edits_flow, rebuild_scores
-from workbench import models, sites
-from workbench.data import Dataset
-from workbench.errors import InputError
-from workbench.metrics import token_nll
-from workbench.progress import progress_bar
-from workbench.results import Results, provenance
+from workbench import zoo
+from workbench.core import sites
+from workbench.core.data import Dataset
+from workbench.core.errors import InputError
+from workbench.core.metrics import token_nll
+from workbench.core.progress import progress_bar
+from workbench.core.results import Results, provenance
 
 
 def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: int = 8,
@@ -38,7 +39,7 @@ def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: 
 
     started = time.perf_counter()
     base = as_intervention(intervention)
-    model_info = models.info(model)
+    model_info = zoo.info(model)
     if not model_info.causal:
         raise InputError(f"attribution estimates the change of the LM loss; {model_info.name} has no trained LM head")
     if not isinstance(base, (AttentionEdit, ValueEdit)):

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from workbench.errors import InputError, WorkbenchError
+from workbench.core.errors import InputError, WorkbenchError
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
@@ -34,7 +34,7 @@ def _parser(sub: argparse._SubParsersAction, name: str, summary: str, example: s
 
 
 def add_model_arg(parser: argparse.ArgumentParser) -> None:
-    from workbench.models import DEFAULT_MODEL
+    from workbench.zoo import DEFAULT_MODEL
 
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"zoo name, local model directory or cached HF id (default {DEFAULT_MODEL}; "
@@ -43,7 +43,8 @@ def add_model_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data_args(parser: argparse.ArgumentParser, window: int = 128, n_windows: int = 8) -> None:
-    from workbench.data import CONTROL_SETS, CORPORA, DEFAULT_CORPUS
+    from workbench.core.corpora import CORPORA, DEFAULT_CORPUS
+    from workbench.core.data import CONTROL_SETS
 
     group = parser.add_argument_group("data (default: windows of the bundled corpus)")
     source = group.add_mutually_exclusive_group()
@@ -74,9 +75,10 @@ def add_data_args(parser: argparse.ArgumentParser, window: int = 128, n_windows:
 
 
 def load_data(args: argparse.Namespace, model):
-    from workbench import data, models
+    from workbench import zoo
+    from workbench.core import data
 
-    if models.info(model).is_image:
+    if zoo.info(model).is_image:
         from workbench.vision import image_set
 
         return image_set(model, args.images or "shapes", n=args.n_images, seed=args.seed, high_norm=args.high_norm)
@@ -93,9 +95,9 @@ def load_data(args: argparse.Namespace, model):
 
 
 def load_model(args: argparse.Namespace):
-    from workbench import models
+    from workbench import zoo
 
-    return models.load(args.model, device=args.device)
+    return zoo.load(args.model, device=args.device)
 
 
 def save_results(results, path: Path | None) -> None:
@@ -133,9 +135,9 @@ def _models(sub: argparse._SubParsersAction) -> None:
 
 
 def _models_list(args: argparse.Namespace) -> int:
-    from workbench import models
+    from workbench import zoo
 
-    rows = models.catalogue()
+    rows = zoo.catalogue()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -157,17 +159,17 @@ def _fetch_each(args: argparse.Namespace, known: list[str], fetch: Callable[...,
 
 
 def _models_fetch(args: argparse.Namespace) -> int:
-    from workbench import models
+    from workbench import zoo
 
-    return _fetch_each(args, [*models.BUNDLED, *models.TRAINED], models.fetch, "models")
+    return _fetch_each(args, [*zoo.BUNDLED, *zoo.TRAINED], zoo.fetch, "models")
 
 
 def _models_verify(args: argparse.Namespace) -> int:
-    from workbench import models
+    from workbench import zoo
 
-    names = args.names or [n for n in [*models.BUNDLED, *models.TRAINED] if models.is_cached(n)]
+    names = args.names or [n for n in [*zoo.BUNDLED, *zoo.TRAINED] if zoo.is_cached(n)]
     for name in names:
-        manifest = models.verify(name, full=args.full)
+        manifest = zoo.verify(name, full=args.full)
         print(f"{name}: OK  sha256 {manifest['weights_sha256']}")
     return 0
 
@@ -193,19 +195,19 @@ def _data(sub: argparse._SubParsersAction) -> None:
 
 
 def _data_list(args: argparse.Namespace) -> int:
-    from workbench import data
+    from workbench.core import corpora
 
-    for name, card in data.CORPORA.items():
-        fetched = (data.corpus_dir(name) / "manifest.json").is_file()
+    for name, card in corpora.CORPORA.items():
+        fetched = (corpora.corpus_dir(name) / "manifest.json").is_file()
         print(f"{name:<12} {'fetched' if fetched else 'not fetched':<12} {card.description}; {card.source}; "
               f"licence: {card.licence}")
     return 0
 
 
 def _data_fetch(args: argparse.Namespace) -> int:
-    from workbench import data
+    from workbench.core import corpora
 
-    return _fetch_each(args, list(data.CORPORA), data.fetch_corpus, "corpora")
+    return _fetch_each(args, list(corpora.CORPORA), corpora.fetch_corpus, "corpora")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -225,7 +227,7 @@ def _eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval_run(args: argparse.Namespace) -> int:
-    from workbench.data import describe
+    from workbench.core.data import describe
     from workbench.experiment import evaluate
 
     model = load_model(args)
@@ -313,7 +315,7 @@ def _probe_options(args: argparse.Namespace) -> dict:
 
 def _probe_run(args: argparse.Namespace) -> int:
     from workbench import probes
-    from workbench.data import describe
+    from workbench.core.data import describe
 
     model = load_model(args)
     dataset = load_data(args, model)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from workbench import zoo
 from workbench.cli import _parser, add_model_arg, command
 
 
 @command
 def _stream(sub: argparse._SubParsersAction) -> None:
-    from workbench.data import CORPORA, DEFAULT_CORPUS
+    from workbench.core.corpora import CORPORA, DEFAULT_CORPUS
 
     parser = _parser(
         sub, "stream",
@@ -63,11 +64,11 @@ def _stream(sub: argparse._SubParsersAction) -> None:
 
 
 def _stream_run(args: argparse.Namespace) -> int:
-    from workbench import models, streaming
-    from workbench.data import describe
+    from workbench import streaming
+    from workbench.core.data import describe
 
     policies = streaming.policy_grid(args.policy, args.sinks, args.window, args.replace_sinks)
-    model = models.load(args.model, device=args.device)
+    model = zoo.load(args.model, device=args.device)
     text = streaming.long_text(model, text_file=args.text_file, jsonl=args.jsonl, corpus=args.corpus,
                                document=args.document, max_tokens=args.max_tokens or None,
                                prepend_bos=args.prepend_bos)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from workbench.cli import _parser, command
-from workbench.errors import InputError
+from workbench.core.errors import InputError
 
 
 @command

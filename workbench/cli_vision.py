@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from workbench.cli import _parser, command
-from workbench.errors import InputError
+from workbench.core.errors import InputError
 
 
 @command
@@ -35,7 +35,7 @@ def _train_vit(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_vit_run(args: argparse.Namespace) -> int:
-    from workbench import models
+    from workbench import zoo
     from workbench.vision.presets import PRESETS, TrainConfig
     from workbench.vision.train import train_vit
 
@@ -45,12 +45,12 @@ def _train_vit_run(args: argparse.Namespace) -> int:
         if changes:
             raise InputError(f"--preset {args.preset} without --out builds the zoo model exactly; to change "
                              f"{', '.join(changes)}, give --out DIR")
-        if models.is_cached(args.preset) and not args.force:
-            print(f"{args.preset} is already trained: {models.model_dir(args.preset)} (--force retrains)")
+        if zoo.is_cached(args.preset) and not args.force:
+            print(f"{args.preset} is already trained: {zoo.model_dir(args.preset)} (--force retrains)")
             return 0
-        if args.force and models.is_cached(args.preset):
-            (models.model_dir(args.preset) / models.MANIFEST).unlink()
-        models.fetch(args.preset)  # one thread, like every zoo build
+        if args.force and zoo.is_cached(args.preset):
+            (zoo.model_dir(args.preset) / zoo.MANIFEST).unlink()
+        zoo.fetch(args.preset)  # one thread, like every zoo build
         return 0
     if args.out is None:
         raise InputError("give --out DIR (or --preset NAME to train a zoo model into the cache)")

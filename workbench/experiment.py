@@ -10,7 +10,7 @@ rows), and the baseline's logits are kept in memory while they fit, so a sweep o
 about 270 forward passes, not 540. With `out=`, every finished group of interventions is journaled
 (`ResultStore`): a sweep killed half-way resumes without recomputing them.
 
-Metrics (see workbench.metrics): causal LMs `loss`, `delta_loss`, `kl`, `top1_agreement` and, with a
+Metrics (see workbench.core.metrics): causal LMs `loss`, `delta_loss`, `kl`, `top1_agreement` and, with a
 token pair, `logit_diff`; encoders `embedding_cosine` (mean-pooled final residual stream vs the
 baseline's) and `embedding_change` (||e' - e|| / ||e||), because a checkpoint without a trained LM head
 (MiniLM) has logits that mean nothing; image classifiers `accuracy`, `delta_accuracy`, `logit_change`
@@ -32,10 +32,11 @@ from typing import Any
 import torch
 
 from interventions import Identity, Intervention, UnitContext, from_spec, parse
-from workbench import models, sites
-from workbench.data import Dataset
-from workbench.errors import InputError, InterventionError
-from workbench.metrics import (
+from workbench import zoo
+from workbench.core import sites
+from workbench.core.data import Dataset
+from workbench.core.errors import InputError, InterventionError
+from workbench.core.metrics import (
     Reference,
     SequenceStats,
     embedding_cosine,
@@ -45,8 +46,8 @@ from workbench.metrics import (
     token_nll,
     top1_agreement,
 )
-from workbench.progress import progress_bar
-from workbench.results import Results, ResultStore, provenance
+from workbench.core.progress import progress_bar
+from workbench.core.results import Results, ResultStore, provenance
 
 CAUSAL_DEFAULT = ("loss", "delta_loss", "kl", "top1_agreement")
 ENCODER_DEFAULT = ("embedding_cosine", "embedding_change")
@@ -110,7 +111,7 @@ def resolve_pair(model: Any, pair: Any) -> tuple[int, int] | None:
         return None
     if len(pair) != 2:
         raise InputError(f"a logit pair needs exactly two tokens, got {pair!r}")
-    model_info = models.info(model)
+    model_info = zoo.info(model)
     out = []
     for item in pair:
         if isinstance(item, int) or (isinstance(item, str) and item.isdigit()):
@@ -174,7 +175,7 @@ def _outputs(model: Any, inputs: torch.Tensor, family: str, hooks: list) -> torc
         with model.hooks(fwd_hooks=hooks):
             return model(inputs)
     final = {}
-    last = f"blocks.{models.info(model).n_layers - 1}.hook_resid_post"
+    last = f"blocks.{zoo.info(model).n_layers - 1}.hook_resid_post"
 
     def grab(tensor: torch.Tensor, hook: Any) -> None:
         final["resid"] = tensor
@@ -244,7 +245,7 @@ def _unit_stats(out: torch.Tensor, base: torch.Tensor, tokens: torch.Tensor, fam
 
 def _first_nonfinite_layer(model: Any, unit: Unit, tokens: torch.Tensor, inputs: torch.Tensor, state: Any) -> int | None:
     """Re-run one intervention alone and report the first block whose residual stream is not finite."""
-    model_info = models.info(model)
+    model_info = zoo.info(model)
     seen: list[int] = []
 
     def check(layer: int):
@@ -275,7 +276,7 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
     interventions are stacked; with `out`, results are journaled every `units_per_chunk` interventions.
     """
     started = time.perf_counter()
-    model_info = models.info(model)
+    model_info = zoo.info(model)
     family = model_info.family
     chosen = check_metrics(model_info, metrics, logit_pair)
     if family == "image-classifier" and getattr(data, "labels", None) is None:
@@ -430,9 +431,9 @@ def _rows(key: str, acc: _Accumulator, chosen: Sequence[str], seed: int, columns
 def evaluate(model: Any, data: Dataset, batch_size: int = 8, seed: int = 0, progress: bool = True) -> Results:
     """Baseline next-token loss and perplexity of a causal LM over every predicted position.
 
-        >>> evaluate(models.load("smollm2-135m"), data).value("loss")
+        >>> evaluate(zoo.load("smollm2-135m"), data).value("loss")
     """
-    model_info = models.info(model)
+    model_info = zoo.info(model)
     if model_info.family == "image-classifier":  # the classifier's baseline is its accuracy
         results = run(model, data, [], metrics=("accuracy",), batch_size=batch_size, seed=seed, progress=progress,
                       experiment="eval")
@@ -452,7 +453,7 @@ def evaluate(model: Any, data: Dataset, batch_size: int = 8, seed: int = 0, prog
 
 def sweep_units(model: Any, intervention: Intervention, over: str, layers: Any = None, heads: Any = None) -> list[Unit]:
     """One unit per layer (over="layer") or per (layer, head) (over="head") of an intervention's scope."""
-    model_info = models.info(model)
+    model_info = zoo.info(model)
     layer_ids = sites.parse_layers(layers, model)
     fields = {f.name for f in dataclasses.fields(intervention)}
     if over == "layer":

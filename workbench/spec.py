@@ -37,7 +37,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import InputError, WorkbenchError
+from workbench.core.errors import InputError, WorkbenchError
 
 _TOP = {"model", "device", "data", "run", "sweep"}
 _DATA = {"corpus": str, "document": str, "text_file": str, "jsonl": str, "prompts": str, "window": int,
@@ -49,7 +49,7 @@ _SWEEP = {"intervention": (str, dict), "over": str, "layers": (str, int, list), 
 
 
 def _image_model_names() -> set[str]:
-    from workbench.models import TINY, TRAINED
+    from workbench.zoo import TINY, TRAINED
 
     return set(TRAINED) | {name for name, card in TINY.items() if card.family.startswith("image")}
 
@@ -142,10 +142,11 @@ class RunSpec:
 
     # -- running --------------------------------------------------------------------------------
     def load_data(self, model: Any):
-        from workbench import data, models
+        from workbench import zoo
+        from workbench.core import corpora, data
 
-        d = {"corpus": data.DEFAULT_CORPUS, "window": 128, "n_windows": 8, "prepend_bos": True, "seed": 0, **self.data}
-        if models.info(model).is_image:  # image models: generated shapes or an image file (workbench.vision)
+        d = {"corpus": corpora.DEFAULT_CORPUS, "window": 128, "n_windows": 8, "prepend_bos": True, "seed": 0, **self.data}
+        if zoo.info(model).is_image:  # image models: generated shapes or an image file (workbench.vision)
             from workbench.vision import image_set
 
             return image_set(model, d.get("images", "shapes"), n=d.get("n_images", 64), seed=d["seed"],
@@ -180,7 +181,7 @@ class RunSpec:
             base = self.sweep_intervention()
             over = self.sweep.get("over", "head")
             try:
-                from workbench.models import card
+                from workbench.zoo import card
 
                 shape = card(self.model)
                 count = shape.n_layers * (shape.n_heads if over == "head" else 1)
@@ -202,11 +203,11 @@ class RunSpec:
         return "\n".join(lines)
 
     def execute(self, progress: bool = True):
-        from workbench import models
+        from workbench import zoo
         from workbench.attribution import attribution_sweep, spearman
         from workbench.experiment import run, sweep
 
-        model = models.load(self.model, device=self.device)
+        model = zoo.load(self.model, device=self.device)
         dataset = self.load_data(model)
         options = {"metrics": self.run.get("metrics"), "batch_size": self.run.get("batch_size", 8),
                    "seed": self.run.get("seed", 0), "logit_pair": self.run.get("logit_pair"),

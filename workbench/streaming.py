@@ -66,12 +66,13 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from workbench import data as _data
-from workbench import models
-from workbench.errors import InputError, check_range
-from workbench.metrics import SequenceStats
-from workbench.progress import progress_bar
-from workbench.results import Results, ResultStore, provenance
+from workbench import zoo
+from workbench.core import corpora
+from workbench.core import data as _data
+from workbench.core.errors import InputError, check_range
+from workbench.core.metrics import SequenceStats
+from workbench.core.progress import progress_bar
+from workbench.core.results import Results, ResultStore, provenance
 
 EXPERIMENT = "stream"
 DEFAULT_CHUNK = 256
@@ -276,7 +277,7 @@ def _hf_model(model: Any) -> torch.nn.Module:
 
 def cache_engine_refusal(model: Any) -> str | None:
     """Why the cache engine cannot run `model` (None if it can)."""
-    model_info = models.info(model)
+    model_info = zoo.info(model)
     config = _hf_model(model).config
     name = model_info.name
     if not model_info.causal:
@@ -317,7 +318,7 @@ class _Layer:
 class LlamaDecoder:
     """The Llama decoder of a loaded model, run layer by layer with a caller-supplied attention.
 
-        >>> decoder = LlamaDecoder(models.load("smollm2-135m"))
+        >>> decoder = LlamaDecoder(zoo.load("smollm2-135m"))
         >>> logits = decoder.forward(ids, attend)       # attend(layer, q, k, v) -> z, keys before RoPE
 
     Every other part (embedding, RMSNorm, projections, gated MLP, final norm, LM head, the RoPE table)
@@ -654,9 +655,9 @@ def _recompute(model: Any, ids: Tensor, policy: Recompute, stride: int, batch_si
 
 def newline_id(model: Any) -> int:
     """The id of "\\n" (Xiao Table 1 replaces the first four tokens by it); an error if it is not one token."""
-    ids = models.info(model).tokenizer("\n", add_special_tokens=False)["input_ids"]
+    ids = zoo.info(model).tokenizer("\n", add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
-        raise InputError(f'"\\n" is {len(ids)} tokens for {models.info(model).name}; replacement sinks need one token')
+        raise InputError(f'"\\n" is {len(ids)} tokens for {zoo.info(model).name}; replacement sinks need one token')
     return ids[0]
 
 
@@ -673,7 +674,7 @@ def stream_nll(model: Any, ids: Sequence[int] | np.ndarray | Tensor, policy: Cac
     `recompute_stride` (Recompute only) defaults to 1 on the exact path and W // 8 on the fast one.
     `shared_prefix` (fast path, same ids, no replaced sinks) skips the tokens a dense pass already read.
     """
-    model_info = models.info(model)
+    model_info = zoo.info(model)
     if not model_info.causal:
         raise InputError(f"{model_info.name} is an encoder: streaming perplexity needs a causal LM")
     if not isinstance(policy, CachePolicy):
@@ -716,9 +717,9 @@ def stream_nll(model: Any, ids: Sequence[int] | np.ndarray | Tensor, policy: Cac
 
 
 def long_text(model: Any, *, text_file: str | Path | None = None, jsonl: str | Path | None = None,
-              corpus: str = _data.DEFAULT_CORPUS, document: str | int | None = None, max_tokens: int | None = None,
+              corpus: str = corpora.DEFAULT_CORPUS, document: str | int | None = None, max_tokens: int | None = None,
               prepend_bos: bool = True) -> _data.Dataset:
-    """One long token stream (a Dataset holding one sequence), BOS policy explicit as in workbench.data.
+    """One long token stream (a Dataset holding one sequence), BOS policy explicit as in workbench.core.data.
 
         >>> text = long_text(model, corpus="austen", document="Emma", max_tokens=8192)   # BOS + 8191 tokens
         >>> text = long_text(model, jsonl="books.jsonl")      # records concatenated in file order
@@ -727,7 +728,7 @@ def long_text(model: Any, *, text_file: str | Path | None = None, jsonl: str | P
     Table 2 concatenates PG19 books; `{"tokens"}` ids are used exactly, and BOS is added only when the
     file holds text. `max_tokens` counts every token fed, BOS included.
     """
-    model_info = models.info(model)
+    model_info = zoo.info(model)
     if max_tokens is not None:
         check_range("max tokens", max_tokens, 2, 1 << 31)
     before: list[int] = []
@@ -756,7 +757,7 @@ def long_text(model: Any, *, text_file: str | Path | None = None, jsonl: str | P
         if document is None:
             document = "Emma" if corpus == "austen" else 0
         body = _data.corpus_tokens(model, corpus, document, budget)
-        title = _data._pick_document(_data.documents(corpus), document, corpus).title
+        title = _data._pick_document(corpora.documents(corpus), document, corpus).title
         source = f"corpus:{corpus}/{title}"
     ids = np.concatenate([np.asarray(before, np.int64), np.asarray(body[:budget], np.int64)])
     if len(ids) < 2:
@@ -806,7 +807,7 @@ def _curve_rows(stream: Stream, curve_bin: int) -> list[dict]:
 def policy_rows(model: Any, stream: Stream, policy: CachePolicy, n_tokens: int, curve_bin: int = 1,
                 seed: int = 0) -> list[dict]:
     """Tidy rows of one run: loss and perplexity (95 % block-bootstrap CI) and the binned NLL curve."""
-    common = {"experiment": EXPERIMENT, "model": models.info(model).name, "intervention": "none",
+    common = {"experiment": EXPERIMENT, "model": zoo.info(model).name, "intervention": "none",
               **policy.columns(), "cache_size": policy.window or n_tokens, "path": stream.path}
     summary = {"n_tokens": n_tokens, "cache_entries_max": stream.max_cache_entries, "keys_per_query_max": stream.max_keys,
                "chunk": stream.chunk, "stride": stream.stride, "seconds": round(stream.seconds, 3),
@@ -840,7 +841,7 @@ def run(model: Any, text: _data.Dataset | Sequence[int] | np.ndarray, policies: 
         raise InputError(f"{dataset.source}: streaming reads one long text, got {len(dataset)} sequences")
     ids = dataset.sequences[0]
     check_range("curve bin", curve_bin, 1, 1 << 20)
-    model_info = models.info(model)
+    model_info = zoo.info(model)
     if not model_info.causal:
         raise InputError(f"{model_info.name} is an encoder: streaming perplexity needs a causal LM")
     if out is not None and Path(out).suffix not in (".json", ".csv", ".parquet"):

@@ -2,15 +2,15 @@
 
 import pytest
 
-from workbench import models
+from workbench import zoo
 
 pytestmark = pytest.mark.integration
 
 
 def bundled(name: str):
-    if not models.is_cached(name):
+    if not zoo.is_cached(name):
         pytest.fail(f"{name} is not fetched: run `make models` (or `sinkbench models fetch {name}`) first")
-    return models.load(name)
+    return zoo.load(name)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from workbench import data, experiment
+from workbench import experiment
+from workbench.core import data
 
 
 @pytest.fixture(scope="module")

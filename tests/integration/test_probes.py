@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from workbench import data, models, probes, sites
+from workbench import probes, zoo
+from workbench.core import data, sites
 
 # The bridge and HF eager compute the same softmax in fp32; measured max |diff| 1.5e-7 (SmolLM2).
 AGREEMENT = 1e-4
@@ -14,7 +15,7 @@ def test_first_token_attention_agrees_with_hf_eager(fixture, request):
     model = request.getfixturevalue(fixture)
     ds = data.corpus_windows(model, "austen", window=64, n_windows=8)
     res = probes.sinks(model, ds, progress=False)
-    hf, _ = models.hf_reference(models.info(model).name)
+    hf, _ = zoo.hf_reference(zoo.info(model).name)
     with torch.no_grad():
         attentions = hf(ds.tensor(), output_attentions=True).attentions
     worst = 0.0

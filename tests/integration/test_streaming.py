@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from workbench import streaming
-from workbench.metrics import token_nll
+from workbench.core.metrics import token_nll
 from workbench.streaming import Dense, Sinks, Window, stream_nll
 
 

@@ -4,15 +4,15 @@ and the measurements the vision notebook and figures report."""
 import pytest
 import torch
 
-from workbench import experiment, models, probes, vision
+from workbench import experiment, probes, vision, zoo
 
 AGREEMENT = 1e-4
 
 
 def trained(name: str):
-    if not models.is_cached(name):
+    if not zoo.is_cached(name):
         pytest.fail(f"{name} is not trained: run `make models` (or `sinkbench models fetch {name}`) first")
-    return models.load(name)
+    return zoo.load(name)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -37,7 +37,7 @@ def test_the_trained_vits_classify_held_out_shapes(plain, registers):
 def test_probes_agree_with_hf_eager_on_the_register_vit(registers):
     images = vision.image_set(registers, "shapes", n=16, seed=1)
     res = probes.sinks(registers, images, sink="reg", progress=False)
-    hf, _ = models.hf_reference("shapes-vit-reg4")
+    hf, _ = zoo.hf_reference("shapes-vit-reg4")
     with torch.no_grad():
         attentions = hf(pixel_values=images.inputs(), output_attentions=True).attentions
     worst = 0.0

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from workbench import cli
-from workbench.results import Results
+from workbench.core.results import Results
 
 
 def run_cli(*args):

@@ -5,8 +5,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from workbench import data
-from workbench.errors import InputError
+from workbench.core import corpora, data
+from workbench.core.errors import InputError
 
 
 def test_bos_policy_is_explicit_on_causal_models(tiny_llama):
@@ -123,10 +123,10 @@ def test_unfetched_corpus_says_how_to_fetch(tiny_llama, tmp_path, monkeypatch):
 
 
 def test_gutenberg_unwrapping_and_play_markdown():
-    assert data._unwrap_gutenberg(["It is a truth", "universally acknowledged.", "", "", "Next."]) == \
+    assert corpora._unwrap_gutenberg(["It is a truth", "universally acknowledged.", "", "", "Next."]) == \
         "It is a truth universally acknowledged.\n\nNext."
     play = "# Twelfth Night\n\n## ACT I\n\n_Enter DUKE_\n\n**DUKE ORSINO**  \nIf music be the food of love,  \nplay on."
-    assert data._strip_play_markdown(play) == (
+    assert corpora._strip_play_markdown(play) == (
         "Twelfth Night\n\nACT I\n\n[Enter DUKE]\n\nDUKE ORSINO.\nIf music be the food of love,\nplay on.")
 
 
@@ -143,4 +143,4 @@ def test_ar_member_reads_a_deb_container():
         return header + body + (b"\n" if len(body) % 2 else b"")
 
     archive = b"!<arch>\n" + member("debian-binary", b"2.0\n") + member("data.tar.xz", blob)
-    assert data._ar_member(archive, "data.tar.xz") == blob
+    assert corpora._ar_member(archive, "data.tar.xz") == blob

@@ -14,10 +14,10 @@ import pytest
 from matplotlib.testing.compare import compare_images
 
 from workbench import figures
-from workbench.errors import InputError
+from workbench.core.errors import InputError
+from workbench.core.results import Results
 from workbench.figures import plots, style
 from workbench.figures.registry import FigureContext, FigureError, Recipe, draw
-from workbench.results import Results
 
 BASELINE = Path(__file__).parents[1] / "figures" / "baseline"
 # RMS difference (0-255 scale) tolerated between a rendering and its baseline: anti-aliasing noise only.

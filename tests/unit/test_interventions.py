@@ -8,10 +8,11 @@ import torch
 
 import interventions as iv
 from interventions import AttentionEdit, register
-from workbench import data, experiment, models, sites
+from workbench import experiment, zoo
 from workbench.attribution import attribution_sweep, spearman
-from workbench.errors import InputError, InterventionError
-from workbench.results import Results
+from workbench.core import data, sites
+from workbench.core.errors import InputError, InterventionError
+from workbench.core.results import Results
 
 ALL = ["mask-sink", "zero-implicit-bias", "mean-implicit-bias", "zero-sink-value", "mean-sink-value",
        "patch-values", "scale-sink:gamma=0.5", "softmax-plus-one", "massive-activations:layer=0,dims=3",
@@ -42,7 +43,7 @@ def test_no_op_interventions_reproduce_the_baseline_logits_exactly(tiny_llama):
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gemma3"])
 def test_zero_implicit_bias_equals_zero_sink_value(name):
-    model = models.load(name)
+    model = zoo.load(name)
     ds = prompts(model)
     res = experiment.run(model, ds, ["zero-implicit-bias", "zero-sink-value"], progress=False)
     zib, zsv = (res.value("loss", intervention=k) for k in ("zero-implicit-bias", "zero-sink-value"))
@@ -94,7 +95,7 @@ def test_window_attention_keeps_sinks_and_the_last_w_keys(tiny_llama):
     visible = (k < 2) | ((q - k >= 0) & (q - k < 3))
     assert (pattern[:, :, q, ~visible] == 0).all() and (pattern[:, :, q, visible] > 0).all()
     with pytest.raises(InputError, match="causal mask"):
-        iv.get("window-attention").validate(models.load("tiny-bert"))
+        iv.get("window-attention").validate(zoo.load("tiny-bert"))
 
 
 def test_disjoint_compositions_commute_and_equal_both_applied(tiny_llama):
@@ -128,11 +129,11 @@ def test_patching_changes_exactly_the_patched_heads(tiny_llama):
 
 @pytest.mark.parametrize("model_name", ["tiny-llama", "tiny-gemma3", "tiny-bert"])
 def test_every_catalogue_entry_runs_on_every_family(model_name):
-    model = models.load(model_name)
+    model = zoo.load(model_name)
     ds = prompts(model)
     entries = [e for e in ALL if not (e.startswith("window") and model_name == "tiny-bert")]
     res = experiment.run(model, ds, entries, progress=False)
-    metric = "kl" if models.info(model).causal else "embedding_cosine"
+    metric = "kl" if zoo.info(model).causal else "embedding_cosine"
     values = res.filter(metric=metric).df
     assert len(values) == len(entries) and values.value.notna().all()
     assert set(iv.catalogue()) >= {e.split(":")[0] for e in ALL} | {"none"}
@@ -142,7 +143,7 @@ def test_bert_pattern_edits_apply_through_the_rebuilt_pattern(tiny_bert):
     """The BERT adapter discards hook_pattern edits; the catalogue applies them as z += (A' - A) v."""
     from interventions.base import pattern_edits_flow
 
-    assert not pattern_edits_flow(tiny_bert) and pattern_edits_flow(models.load("tiny-llama"))
+    assert not pattern_edits_flow(tiny_bert) and pattern_edits_flow(zoo.load("tiny-llama"))
     tokens = prompts(tiny_bert).tensor()
     seen = {}
     names = ["blocks.0.attn.hook_pattern", "blocks.0.attn.hook_v", "blocks.0.attn.hook_z"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from workbench import metrics
+from workbench.core import metrics
 
 
 def test_token_nll_is_cross_entropy_of_the_next_token():

@@ -7,43 +7,44 @@ import time
 import pytest
 import torch
 
-from workbench import models
-from workbench.errors import InputError, ModelNotAvailable
+from workbench import zoo
+from workbench.core.cache import sha256_file
+from workbench.core.errors import InputError, ModelNotAvailable
 
 
 def test_tiny_llama_matches_its_hf_model_and_reports_gqa(tiny_llama):
-    info = models.info(tiny_llama)
+    info = zoo.info(tiny_llama)
     assert (info.n_layers, info.n_heads, info.n_kv_heads, info.group_size) == (2, 4, 2, 2)
     assert info.causal and info.positional == "rotary" and info.bos_token_id == 1
-    hf, _ = models.hf_reference("tiny-llama")
+    hf, _ = zoo.hf_reference("tiny-llama")
     tokens = torch.tensor([[1, 40, 50, 60, 70, 80]])
     with torch.no_grad():
         assert torch.allclose(tiny_llama(tokens), hf(tokens).logits, atol=1e-5)
 
 
 def test_tiny_models_are_seeded():
-    first, _ = models.hf_reference("tiny-llama")
-    again, _ = models.hf_reference("tiny-llama")
-    other, _ = models.hf_reference("tiny-llama@1")
+    first, _ = zoo.hf_reference("tiny-llama")
+    again, _ = zoo.hf_reference("tiny-llama")
+    other, _ = zoo.hf_reference("tiny-llama@1")
     weight = "model.layers.0.self_attn.q_proj.weight"
     assert torch.equal(again.state_dict()[weight], first.state_dict()[weight])
     assert not torch.equal(other.state_dict()[weight], again.state_dict()[weight])
     with pytest.raises(InputError, match="seed"):
-        models.load("tiny-llama@x")
+        zoo.load("tiny-llama@x")
 
 
 def test_tiny_gemma_and_bert_describe_themselves(tiny_gemma, tiny_bert):
-    gemma = models.info(tiny_gemma)
+    gemma = zoo.info(tiny_gemma)
     assert gemma.layer_types == ["sliding_attention", "sliding_attention", "full_attention"]
     assert gemma.sliding_window == 8 and gemma.group_size == 4
-    bert = models.info(tiny_bert)
+    bert = zoo.info(tiny_bert)
     assert bert.family == "encoder" and not bert.causal
     assert bert.cls_token_id is not None and bert.sep_token_id is not None
 
 
 def test_unknown_model_lists_the_available_ones():
     with pytest.raises(ModelNotAvailable) as err:
-        models.load("smollm-135")
+        zoo.load("smollm-135")
     for name in ("smollm2-135m", "minilm-l6", "gemma3-270m", "tiny-llama"):
         assert name in str(err.value)
 
@@ -51,7 +52,7 @@ def test_unknown_model_lists_the_available_ones():
 def test_hf_id_without_network_fails_fast_with_a_clear_message():
     started = time.perf_counter()
     with pytest.raises(ModelNotAvailable, match="SINKBENCH_ONLINE"):
-        models.load("someone/not-a-cached-model")
+        zoo.load("someone/not-a-cached-model")
     assert time.perf_counter() - started < 10
 
 
@@ -68,14 +69,14 @@ def test_hf_id_offline_in_a_fresh_process_even_when_env_is_unset(tmp_path):
 
 def test_fetch_refuses_unknown_and_tiny_names():
     with pytest.raises(ModelNotAvailable):
-        models.fetch("gpt-17")
+        zoo.fetch("gpt-17")
     with pytest.raises(InputError, match="needs no fetch"):
-        models.fetch("tiny-llama")
+        zoo.fetch("tiny-llama")
 
 
 def test_catalogue_lists_bundled_models_with_shapes():
-    rows = {r["name"]: r for r in models.catalogue()}
-    assert set(models.BUNDLED) <= set(rows)
+    rows = {r["name"]: r for r in zoo.catalogue()}
+    assert set(zoo.BUNDLED) <= set(rows)
     assert (rows["smollm2-135m"]["layers"], rows["smollm2-135m"]["heads"], rows["smollm2-135m"]["kv_heads"]) == (30, 9, 3)
     assert rows["gemma3-270m"]["kv_heads"] == 1
     assert rows["tiny-llama"]["cached"] == "built on demand"
@@ -84,24 +85,24 @@ def test_catalogue_lists_bundled_models_with_shapes():
 def _fake_cached_model(cache, name="smollm2-135m", payload=b"weights"):
     directory = cache / "models" / name
     directory.mkdir(parents=True)
-    weights = directory / models.WEIGHTS
+    weights = directory / zoo.WEIGHTS
     weights.write_bytes(payload)
     stat = weights.stat()
-    manifest = {"weights_sha256": models.sha256_file(weights), "weights_size": stat.st_size,
+    manifest = {"weights_sha256": sha256_file(weights), "weights_size": stat.st_size,
                 "weights_mtime_ns": stat.st_mtime_ns}
-    (directory / models.MANIFEST).write_text(json.dumps(manifest))
+    (directory / zoo.MANIFEST).write_text(json.dumps(manifest))
     return weights
 
 
 def test_verify_accepts_intact_weights_and_refuses_a_checksum_mismatch(tmp_path, monkeypatch):
     monkeypatch.setenv("SINKBENCH_CACHE", str(tmp_path))
     weights = _fake_cached_model(tmp_path)
-    assert models.verify("smollm2-135m")["weights_sha256"] == models.sha256_file(weights)
+    assert zoo.verify("smollm2-135m")["weights_sha256"] == sha256_file(weights)
     weights.write_bytes(b"weightz")  # same size, new mtime: the stamp no longer matches, so it re-hashes
     with pytest.raises(ModelNotAvailable, match="checksum mismatch.*models fetch smollm2-135m --force"):
-        models.verify("smollm2-135m")
+        zoo.verify("smollm2-135m")
     with pytest.raises(ModelNotAvailable, match="checksum mismatch"):
-        models.load("smollm2-135m", fresh=True)
+        zoo.load("smollm2-135m", fresh=True)
 
 
 def test_verify_full_rehashes_even_with_an_unchanged_stamp(tmp_path, monkeypatch):
@@ -110,25 +111,25 @@ def test_verify_full_rehashes_even_with_an_unchanged_stamp(tmp_path, monkeypatch
     stat = weights.stat()
     weights.write_bytes(b"WEIGHTS")
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # forge the stamp
-    models.verify("smollm2-135m")  # the cheap check trusts the stamp
+    zoo.verify("smollm2-135m")  # the cheap check trusts the stamp
     with pytest.raises(ModelNotAvailable, match="checksum mismatch"):
-        models.verify("smollm2-135m", full=True)
+        zoo.verify("smollm2-135m", full=True)
 
 
 def test_missing_model_names_the_command_that_fixes_it(tmp_path, monkeypatch):
     monkeypatch.setenv("SINKBENCH_CACHE", str(tmp_path))
     with pytest.raises(ModelNotAvailable, match="sinkbench models fetch gemma3-270m"):
-        models.load("gemma3-270m", fresh=True)
+        zoo.load("gemma3-270m", fresh=True)
     _fake_cached_model(tmp_path, "minilm-l6").unlink()
     with pytest.raises(ModelNotAvailable, match="missing.*fetch minilm-l6 --force"):
-        models.verify("minilm-l6")
+        zoo.verify("minilm-l6")
 
 
 def test_cached_models_are_reused_and_handed_out_without_leftover_hooks(tiny_llama):
     tiny_llama.add_hook("blocks.0.attn.hook_pattern", lambda t, hook: t * 0)
-    again = models.load("tiny-llama")
+    again = zoo.load("tiny-llama")
     assert again is tiny_llama
     tokens = torch.tensor([[1, 40, 50, 60]])
-    hf, _ = models.hf_reference("tiny-llama")
+    hf, _ = zoo.hf_reference("tiny-llama")
     with torch.no_grad():
         assert torch.allclose(again(tokens), hf(tokens).logits, atol=1e-5)

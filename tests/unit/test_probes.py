@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from workbench import data, models, probes, sites
-from workbench.errors import InputError
+from workbench import probes, zoo
+from workbench.core import data, sites
+from workbench.core.errors import InputError
 
 
 def batch_of(model, n=4, window=24, seed=0, prepend_bos=True):
@@ -14,10 +15,10 @@ def batch_of(model, n=4, window=24, seed=0, prepend_bos=True):
 
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gemma3", "tiny-bert"])
 def test_first_token_attention_agrees_with_hf_eager(name):
-    model = models.load(name)
+    model = zoo.load(name)
     ds = batch_of(model)
     res = probes.sinks(model, ds, progress=False)
-    hf, _ = models.hf_reference(name)
+    hf, _ = zoo.hf_reference(name)
     with torch.no_grad():
         attentions = hf(ds.tensor(), output_attentions=True).attentions
     for layer, pattern in enumerate(attentions):
@@ -53,7 +54,7 @@ def test_sink_ratio_counts_heads_above_eps(tiny_llama):
 
 
 def test_a_token_sink_sums_attention_over_its_occurrences(tiny_llama):
-    tok = models.info(tiny_llama).tokenizer
+    tok = zoo.info(tiny_llama).tokenizer
     dot = tok(".", add_special_tokens=False)["input_ids"][0]
     tokens = [1] + [tok("a", add_special_tokens=False)["input_ids"][0], dot] * 10
     ds = data.Dataset([np.array(tokens)], "test", "as-given", {}, None)
@@ -98,7 +99,7 @@ def test_bad_probe_input_is_one_clear_error(tiny_llama, kwargs, message):
 
 def test_a_model_without_pattern_hooks_is_refused(tiny_llama, monkeypatch):
     class Fused:
-        sinkbench = models.info(tiny_llama)
+        sinkbench = zoo.info(tiny_llama)
         hook_dict: dict = {}
 
     with pytest.raises(InputError, match="exposes no attention pattern"):
@@ -124,7 +125,7 @@ def test_auto_sink_finds_the_planted_position(tiny_llama):
 
 
 def test_sink_tokens_ranks_the_token_that_receives_attention(tiny_llama):
-    tok = models.info(tiny_llama).tokenizer
+    tok = zoo.info(tiny_llama).tokenizer
     comma = tok(",", add_special_tokens=False)["input_ids"][0]
     rng = np.random.default_rng(0)
     seqs = []

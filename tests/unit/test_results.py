@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from workbench.errors import InputError
-from workbench.results import Results, ResultStore, cached, provenance
+from workbench.core.errors import InputError
+from workbench.core.results import Results, ResultStore, cached, provenance
 
 
 def test_json_and_csv_round_trip_keep_rows_and_provenance(tmp_path):

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench.errors import InputError
-from workbench.results import Results
+from workbench.core.errors import InputError
+from workbench.core.results import Results
 from workbench.spec import RunSpec
 
 SPECS = Path(__file__).parents[2] / "docs" / "specs"

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from workbench import cli, streaming
-from workbench.errors import InputError
-from workbench.metrics import token_nll
-from workbench.results import Results
+from workbench.core.errors import InputError
+from workbench.core.metrics import token_nll
+from workbench.core.results import Results
 from workbench.streaming import CachePolicy, Dense, Recompute, Sinks, Window, stream_nll
 
 # The fast (chunked, banded) path computes the same function as the exact token-by-token cache; only

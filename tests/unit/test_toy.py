@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from workbench import cli, data, models
-from workbench.errors import InputError
+from workbench import cli, zoo
+from workbench.core import corpora, data
+from workbench.core.errors import InputError
 from workbench.toy import (
     TASKS,
     VARIANTS,
@@ -44,7 +45,7 @@ def corpus(tmp_path, monkeypatch):
     """A small 'shakespeare' corpus in a private cache, so training needs no registry: the prose above and
     300 lines of its words in seeded random order (natural spelling, varied word transitions)."""
     monkeypatch.setenv("SINKBENCH_CACHE", str(tmp_path / "cache"))
-    root = data.corpus_dir("shakespeare")
+    root = corpora.corpus_dir("shakespeare")
     root.mkdir(parents=True)
     words = TEXT.split()
     rng = np.random.default_rng(0)
@@ -301,9 +302,9 @@ def test_softmax_grows_a_much_larger_bos_sink_than_relu_attention(corpus, tmp_pa
 def test_a_trained_toy_loads_back_through_the_zoo(corpus, tmp_path):
     out = tmp_path / "run"
     results = train(out, *tiny("sink-logit", steps=20), progress=False)
-    model = models.load(f"toy:{out}", device="cpu")
+    model = zoo.load(f"toy:{out}", device="cpu")
     assert isinstance(model, ToyTransformer) and model.variant == "sink-logit"
-    info = models.info(model)
+    info = zoo.info(model)
     assert (info.family, info.n_layers, info.n_heads, info.n_kv_heads, info.positional) == \
         ("causal-lm", 1, 1, 1, "absolute")
     assert info.bos_token_id == BOS_ID and info.vocab_size == VOCAB_SIZE and len(info.weights_sha256) == 64
@@ -332,7 +333,7 @@ def test_probes_and_catalogue_interventions_run_on_a_trained_toy(corpus, tmp_pat
 
     out = tmp_path / "run"
     train(out, *tiny("softmax", steps=20), progress=False)
-    model = models.load(f"toy:{out}", device="cpu")
+    model = zoo.load(f"toy:{out}", device="cpu")
     windows = load_task(out).dataset(8, seed=1)
     assert len(windows) == 8 and (windows.tensor()[:, 0] == BOS_ID).all() and windows.window == 32
     _, cache = model.run_with_cache(windows.tensor(), names_filter="blocks.0.attn.hook_pattern")
@@ -450,7 +451,7 @@ def test_train_command_writes_a_run_and_refuses_to_overwrite_it(corpus, tmp_path
 
 def test_emergence_figure_trains_every_variant_and_plots_their_curves(corpus, tmp_path):
     from workbench import figures
-    from workbench.results import Results
+    from workbench.core.results import Results
 
     done = figures.build(["toy-emergence"], out=tmp_path / "fig", quick=True, log=lambda _: None)
     assert done[0]["name"] == "toy-emergence" and (tmp_path / "fig" / "toy-emergence.png").is_file()

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import interventions as iv
-from workbench import experiment, models, probes, sites, vision
-from workbench.errors import InputError, ModelNotAvailable
+from workbench import experiment, probes, vision, zoo
+from workbench.core import positions, sites
+from workbench.core.errors import InputError, ModelNotAvailable
 from workbench.probes.patches import otsu_split
-from workbench.vision import positions
 from workbench.vision.presets import TrainConfig
 from workbench.vision.train import train_vit
 
@@ -26,12 +26,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def vit_reg():
-    return models.load("tiny-vit-reg")
+    return zoo.load("tiny-vit-reg")
 
 
 @pytest.fixture(scope="module")
 def vit():
-    return models.load("tiny-vit")
+    return zoo.load("tiny-vit")
 
 
 def shapes_for(model, n=6, seed=0, **kw):
@@ -57,31 +57,31 @@ def test_trainer_is_deterministic_saves_safetensors_and_loads_back_through_the_z
     again = train_vit(TINY_TRAINING, tmp_path / "b", threads=1, progress=False, log=lambda m: None)
     other = train_vit(dataclasses.replace(TINY_TRAINING, seed=1), tmp_path / "c", threads=1, progress=False,
                       log=lambda m: None)
-    manifest = {d: json.loads((tmp_path / d / models.MANIFEST).read_text())["weights_sha256"] for d in "abc"}
+    manifest = {d: json.loads((tmp_path / d / zoo.MANIFEST).read_text())["weights_sha256"] for d in "abc"}
     assert manifest["a"] == manifest["b"] != manifest["c"]
     assert first["curve"] == [dict(e, seconds=f["seconds"]) for e, f in zip(again["curve"], first["curve"])]
     assert [e["step"] for e in first["curve"]] == [2, 4] and other["final_loss"] != first["final_loss"]
     assert (tmp_path / "a" / "model.safetensors").is_file()
     assert (tmp_path / "a" / "checkpoints" / "step-000002" / "model.safetensors").is_file()
-    model = models.load(str(tmp_path / "a"))
-    info = models.info(model)
+    model = zoo.load(str(tmp_path / "a"))
+    info = zoo.info(model)
     assert (info.family, info.n_registers, info.n_ctx, info.grid) == ("image-classifier", 2, 1 + 16 + 2, (4, 4))
-    hf, _ = models.hf_reference(str(tmp_path / "a"))
+    hf, _ = zoo.hf_reference(str(tmp_path / "a"))
     assert sum(p.numel() for p in hf.parameters()) == TINY_TRAINING.n_params
     images = shapes_for(model)
     with torch.no_grad():
         assert torch.equal(model(images.inputs()), hf(pixel_values=images.inputs()).logits)
-    checkpoint = models.load(str(tmp_path / "a" / "checkpoints" / "step-000002"))
-    assert models.info(checkpoint).n_registers == 2
+    checkpoint = zoo.load(str(tmp_path / "a" / "checkpoints" / "step-000002"))
+    assert zoo.info(checkpoint).n_registers == 2
 
 
 def test_registers_are_appended_after_the_patches_and_discarded_at_the_output(vit_reg):
-    info = models.info(vit_reg)
+    info = zoo.info(vit_reg)
     images = shapes_for(vit_reg)
     last = f"blocks.{info.n_layers - 1}.hook_resid_post"
     logits, seen = grab(vit_reg, ["hook_embed", last], images.inputs())
     assert seen["hook_embed"].shape[1] == 1 + 16 + 2
-    hf, _ = models.hf_reference("tiny-vit-reg")
+    hf, _ = zoo.hf_reference("tiny-vit-reg")
     registers = hf.vit.embeddings.register_tokens[0]
     assert torch.allclose(seen["hook_embed"][:, -2:], registers.expand(len(images), -1, -1))
     # distinct at initialisation: equal registers would get equal gradients and stay one register repeated
@@ -102,10 +102,10 @@ def test_registers_are_appended_after_the_patches_and_discarded_at_the_output(vi
 
 @pytest.mark.parametrize("name, prefix", [("tiny-vit", 1), ("tiny-deit", 2)])
 def test_hf_vit_and_deit_directories_load_through_the_zoo(tmp_path, name, prefix):
-    hf, _ = models.hf_reference(name)
+    hf, _ = zoo.hf_reference(name)
     hf.save_pretrained(tmp_path / name)  # a plain HF checkpoint: config.json + model.safetensors, no processor
-    model = models.load(str(tmp_path / name))
-    info = models.info(model)
+    model = zoo.load(str(tmp_path / name))
+    info = zoo.info(model)
     assert (info.family, info.n_prefix, info.n_ctx, info.image_mean) == ("image-classifier", prefix, prefix + 16,
                                                                           (0.5, 0.5, 0.5))
     pixels = torch.rand(2, 3, 16, 16)
@@ -115,19 +115,19 @@ def test_hf_vit_and_deit_directories_load_through_the_zoo(tmp_path, name, prefix
 
 def test_zoo_lists_the_trained_vits_and_asks_to_train_them(tmp_path, monkeypatch):
     monkeypatch.setenv("SINKBENCH_CACHE", str(tmp_path / "cache"))
-    names = {row["name"]: row for row in models.catalogue()}
+    names = {row["name"]: row for row in zoo.catalogue()}
     assert names["shapes-vit-reg4"]["family"] == "image-classifier" and names["shapes-vit"]["cached"] is False
     with pytest.raises(ModelNotAvailable, match="sinkbench train-vit --preset shapes-vit-reg4"):
-        models.load("shapes-vit-reg4")
+        zoo.load("shapes-vit-reg4")
 
 
 def test_probes_agree_with_hf_eager_attention_on_vit_and_deit():
     for name in ("tiny-vit-reg", "tiny-deit"):
-        model = models.load(name)
+        model = zoo.load(name)
         images = shapes_for(model, n=5)
         res = probes.sinks(model, images, sink="cls", progress=False)
         maps = probes.image_attention(model, images, examples=0, progress=False)
-        hf, _ = models.hf_reference(name)
+        hf, _ = zoo.hf_reference(name)
         with torch.no_grad():
             attentions = hf(pixel_values=images.inputs(), output_attentions=True).attentions
         for layer, pattern in enumerate(attentions):
@@ -138,7 +138,7 @@ def test_probes_agree_with_hf_eager_attention_on_vit_and_deit():
                                                                                           abs=1e-6)
                 assert maps.value("cls_attention", layer=layer, head=head, position=5) == pytest.approx(
                     from_cls[head, 5].item(), abs=1e-6)
-    assert not sites.scores_are_pre_softmax(models.load("tiny-vit"))  # the ViT adapter fires it post hoc
+    assert not sites.scores_are_pre_softmax(zoo.load("tiny-vit"))  # the ViT adapter fires it post hoc
 
 
 # --------------------------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def test_image_sets_carry_kinds_labels_and_pixels(vit_reg):
     assert (images.labels == labels).all() and np.array_equal(images.pixels, pixels)
     assert torch.allclose(images.inputs(), (torch.from_numpy(pixels).permute(0, 3, 1, 2) - 0.5) / 0.5)
     assert images.provenance()["background_agrees_with_generator"] == 1.0
-    names = models.info(vit_reg).tokenizer.decode([positions.CLS, positions.BACKGROUND, positions.REGISTER + 1])
+    names = zoo.info(vit_reg).tokenizer.decode([positions.CLS, positions.BACKGROUND, positions.REGISTER + 1])
     assert names == "[CLS]bg[REG1]"
 
 
@@ -195,7 +195,7 @@ def test_high_norm_marks_follow_the_rule(vit_reg):
 def test_image_attention_shares_sum_to_one_and_match_hf(vit_reg):
     images = shapes_for(vit_reg, n=5)
     res = probes.image_attention(vit_reg, images, progress=False)
-    hf, _ = models.hf_reference("tiny-vit-reg")
+    hf, _ = zoo.hf_reference("tiny-vit-reg")
     with torch.no_grad():
         pattern = hf(pixel_values=images.inputs(), output_attentions=True).attentions[1]  # [b, h, q, k]
     received = pattern.mean(dim=2)  # [b, h, k]

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
+from workbench.core.results import Results
 from workbench.figures import style
-from workbench.results import Results
 
 
 def _model(results: Results) -> str:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from workbench import models, streaming
+from workbench import streaming, zoo
+from workbench.core.results import Results
 from workbench.figures import plots
 from workbench.figures.registry import FigureContext, recipe
-from workbench.results import Results
 
 
 def _long_text(ctx: FigureContext):
@@ -85,7 +85,7 @@ def streaming_curves(ctx: FigureContext) -> Results:
     params = ctx.params
     window, sinks = params["window"], params["sinks"]
     policies = [streaming.Window(window), streaming.Sinks(sinks, window), streaming.Recompute(window)]
-    if len(text.sequences[0]) <= models.info(model).n_ctx:
+    if len(text.sequences[0]) <= zoo.info(model).n_ctx:
         policies.insert(0, streaming.Dense())
     return streaming.run(model, text, policies, chunk=params["chunk"], recompute_stride=params["recompute_stride"],
                          curve_bin=params["curve_bin"], seed=ctx.seed, progress=False)

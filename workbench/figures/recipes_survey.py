@@ -7,12 +7,13 @@ figure it reproduces and the model and text it ran on.
 
 from __future__ import annotations
 
-from workbench import data, probes
+from workbench import probes
+from workbench.core import data
+from workbench.core.results import Results
 from workbench.experiment import run, sweep
 from workbench.figures import plots
 from workbench.figures.registry import FigureContext, recipe
 from workbench.probes.activations import layer_snapshot
-from workbench.results import Results
 
 
 def _windows(ctx: FigureContext, window: int | None = None, n: int | None = None, **kw):

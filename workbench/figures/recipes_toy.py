@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from workbench.core.results import Results, identity_hash
 from workbench.figures.registry import FigureContext, recipe
-from workbench.results import Results, identity_hash
 
 
 @recipe("toy-emergence", title="Attention-sink emergence on Bigram-Backcopy for seven attention variants",

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.core.results import Results
 from workbench.figures import style
 from workbench.figures.registry import FigureContext, recipe
-from workbench.results import Results
 
 MODELS = ("shapes-vit", "shapes-vit-reg4")
 PARAMS = {"n_images": 128, "seed": 1, "examples": 3}

@@ -28,9 +28,9 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.cache import atomic_write_text
-from workbench.errors import InputError, ModelNotAvailable, WorkbenchError
-from workbench.results import Results, cached, identity_hash
+from workbench.core.cache import atomic_write_text
+from workbench.core.errors import InputError, ModelNotAvailable, WorkbenchError
+from workbench.core.results import Results, cached, identity_hash
 
 # Recipes live in `workbench/figures/recipes_*.py`; importing them fills REGISTRY.
 RECIPE_PREFIX = "recipes_"
@@ -57,11 +57,11 @@ class FigureContext:
     _loaded: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     def model(self, name: str | None = None):
-        from workbench import models
+        from workbench import zoo
 
         name = name or self.model_name
         if name not in self._loaded:
-            self._loaded[name] = models.load(name)
+            self._loaded[name] = zoo.load(name)
         return self._loaded[name]
 
     def text_label(self, data_provenance: dict | None) -> str:
@@ -130,24 +130,24 @@ def _resolve(names: Iterable[str] | None, all_: bool) -> list[Recipe]:
 
 def _family(model_name: str) -> str:
     """The family of a zoo model without loading it (loaded models answer for local dirs and HF ids)."""
-    from workbench import models
+    from workbench import zoo
 
     try:
-        return models.card(model_name).family
+        return zoo.card(model_name).family
     except WorkbenchError:
-        return models.info(models.load(model_name)).family
+        return zoo.info(zoo.load(model_name)).family
 
 
 def _identity(entry: Recipe, ctx: FigureContext) -> dict:
-    from workbench import models
+    from workbench import zoo
 
     name = ctx.model_name
     sha = None
-    if name in models.BUNDLED:
-        if not models.is_cached(name):
+    if name in zoo.BUNDLED:
+        if not zoo.is_cached(name):
             raise FigureError(f"figure {entry.name!r} needs model {name!r}, which is not available offline: "
                               f"run `sinkbench models fetch {name}`")
-        sha = json.loads((models.model_dir(name) / models.MANIFEST).read_text())["weights_sha256"]
+        sha = json.loads((zoo.model_dir(name) / zoo.MANIFEST).read_text())["weights_sha256"]
     return {"recipe": entry.name, "version": RECIPE_VERSION, "model": name, "weights": sha,
             "params": ctx.params, "seed": ctx.seed}
 

@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # figures are files; no display is assumed anywhere
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from workbench.errors import InputError  # noqa: E402
+from workbench.core.errors import InputError  # noqa: E402
 
 # A one-column figure in a two-column paper is ~3.4 in wide; two columns ~7 in.
 WIDTHS = {"single": 3.5, "wide": 5.2, "double": 7.0}

@@ -16,7 +16,7 @@
 | `image-attention` | image models: attention_share / attention_per_token / ratio_to_uniform per kind ([CLS], registers, background, object, high-norm), background_to_object_ratio (layer, head); attention_received / cls_attention maps |
 | `patch-norms` | image models: norm_mean per kind, norm_median/max, high_norm_fraction, ashman_d (two populations?), norm_histogram (layer); example_norm maps |
 
-Every probe takes token data (workbench.data.Dataset) or, on image models, an ImageSet
+Every probe takes token data (workbench.core.data.Dataset) or, on image models, an ImageSet
 (workbench.vision.image_set): its position kinds act as tokens, so `sink="bg"`, `"reg"`, `"top-norm"`... work.
 """
 
@@ -26,7 +26,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from workbench.errors import InputError
+from workbench.core.errors import InputError
 from workbench.probes.activations import massive_activations
 from workbench.probes.heads import heads
 from workbench.probes.norms import implicit_bias, norms

@@ -7,7 +7,7 @@ Hook functions receive (layer, tensor, batch) and return nothing: probes are rea
 carries the tokens, the sink key mask, the query mask and a scratch dict that hooks of one forward
 pass share (hook_v fires before hook_pattern, which fires before hook_z, inside each block).
 The model is called on `data.model_inputs(index, tokens)`: the tokens for text, the pixels for an image
-set (whose tokens are the kinds of its positions, workbench.vision.positions).
+set (whose tokens are the kinds of its positions, workbench.core.positions).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
-from workbench import sites
-from workbench.data import Dataset
-from workbench.errors import InputError, check_range
-from workbench.models import info
-from workbench.progress import progress_bar
-from workbench.sites import SinkSpec
+from workbench.core import sites
+from workbench.core.data import Dataset
+from workbench.core.errors import InputError, check_range
+from workbench.core.modelinfo import info
+from workbench.core.progress import progress_bar
+from workbench.core.sites import SinkSpec
 
 Reader = Callable[[int, torch.Tensor, "Batch"], None]
 

@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench import sites
-from workbench.data import Dataset, str_tokens
-from workbench.errors import InputError, check_range
-from workbench.models import info
+from workbench.core import sites
+from workbench.core.data import Dataset, str_tokens
+from workbench.core.errors import InputError, check_range
+from workbench.core.modelinfo import info
+from workbench.core.results import Results, provenance
+from workbench.core.sites import SinkSpec
 from workbench.probes._engine import Batch, probe_pass
-from workbench.results import Results, provenance
-from workbench.sites import SinkSpec
 
 RULES = ("sun", "ratio")
 
@@ -143,7 +143,7 @@ def layer_snapshot(model: Any, text: str = "Summer is warm. Winter is cold.", la
     Without `layer`, the first layer whose top |activation| is >= 1000x its median (else the layer with
     the largest ratio) is shown.
     """
-    from workbench.data import from_text
+    from workbench.core.data import from_text
 
     model_info = info(model)
     data = from_text(model, text, window=min(model_info.n_ctx, 512), prepend_bos=prepend_bos)

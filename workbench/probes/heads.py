@@ -21,13 +21,13 @@ from typing import Any
 
 import torch
 
-from workbench import sites
-from workbench.data import Dataset
-from workbench.errors import InputError
-from workbench.models import info
+from workbench.core import sites
+from workbench.core.data import Dataset
+from workbench.core.errors import InputError
+from workbench.core.modelinfo import info
+from workbench.core.results import Results, provenance
+from workbench.core.sites import SinkSpec, check_eps
 from workbench.probes._engine import Batch, gather, probe_pass, w_o
-from workbench.results import Results, provenance
-from workbench.sites import SinkSpec, check_eps
 
 LABELS = ("dormant-candidate", "sink", "other")
 

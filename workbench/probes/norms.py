@@ -7,7 +7,7 @@ implicit attention bias (Sun et al. 2024 §4.2; the survey's §4.3).
 Notation per query head h of layer l: A its attention, v_j the value vector at key j (of the KV
 head h // group under GQA, bias included), W_O^h the head's slice of the output projection, and
 f_j = v_j W_O^h, what key j would write at full attention (Kobayashi's f(x_j)). S = the sink keys;
-valid queries are those that see a sink and are not sinks (see `workbench.sites.query_mask`).
+valid queries are those that see a sink and are not sinks (see `workbench.core.sites.query_mask`).
 
 `norms` rows, per (layer, head):
 - `value_norm_sink` / `value_norm_other`: ||v_j|| at sink keys / at every other key;
@@ -38,12 +38,12 @@ from typing import Any
 
 import torch
 
-from workbench import sites
-from workbench.data import Dataset
-from workbench.models import info
+from workbench.core import sites
+from workbench.core.data import Dataset
+from workbench.core.modelinfo import info
+from workbench.core.results import Results, provenance
+from workbench.core.sites import SinkSpec
 from workbench.probes._engine import Batch, expand_kv, gather, per_head_rows, probe_pass, w_o
-from workbench.results import Results, provenance
-from workbench.sites import SinkSpec
 
 _EPS = 1e-12
 

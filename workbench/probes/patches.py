@@ -53,12 +53,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench import sites
-from workbench.errors import InputError, check_range
-from workbench.models import info
+from workbench.core import positions as kinds_of
+from workbench.core import sites
+from workbench.core.errors import InputError, check_range
+from workbench.core.modelinfo import info
+from workbench.core.results import Results, provenance
 from workbench.probes._engine import Batch, probe_pass
-from workbench.results import Results, provenance
-from workbench.vision import positions as kinds_of
 
 KINDS = ("[CLS]", "[DIST]", "registers", "background", "object", "high-norm", "[TTR]")
 

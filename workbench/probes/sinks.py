@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench import sites
-from workbench.data import Dataset, str_tokens
-from workbench.errors import InputError
-from workbench.models import info
+from workbench.core import sites
+from workbench.core.data import Dataset, str_tokens
+from workbench.core.errors import InputError
+from workbench.core.modelinfo import info
+from workbench.core.results import Results, provenance
+from workbench.core.sites import SinkSpec, check_eps
 from workbench.probes._engine import Batch, per_head_rows, probe_pass
-from workbench.results import Results, provenance
-from workbench.sites import SinkSpec, check_eps
 
 DEFAULT_EPS = (0.3, 0.5, 0.8)
 
@@ -310,7 +310,7 @@ def sink_ratio_controls(model: Any, window: int = 64, n: int = 16, seed: int = 0
 
     Rows are the `sink_ratio` rows of `sinks` with two more columns, `prompts` and `bos`.
     """
-    from workbench import data as data_module
+    from workbench.core import data as data_module
 
     rows, header = [], {}
     for kind in kinds:

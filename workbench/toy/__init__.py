@@ -11,11 +11,23 @@
 - `checkpoint`: safetensors checkpoints that refuse to load into another architecture.
 """
 
-from workbench.toy.checkpoint import load_toy, load_weights, save_weights
-from workbench.toy.model import VARIANTS, ToyConfig, ToyTransformer, Variant
-from workbench.toy.tasks import TASKS, BigramBackcopy, CharLM, make_task
-from workbench.toy.train import PRESETS, TrainConfig, emergence_results, preset, read_curves, summarize, train
+_PUBLIC = {**dict.fromkeys(["load_toy", "load_weights", "save_weights"], "workbench.toy.checkpoint"),
+           **dict.fromkeys(["VARIANTS", "ToyConfig", "ToyTransformer", "Variant"], "workbench.toy.model"),
+           **dict.fromkeys(["TASKS", "BigramBackcopy", "CharLM", "make_task"], "workbench.toy.tasks"),
+           **dict.fromkeys(["PRESETS", "TrainConfig", "emergence_results", "preset", "read_curves", "summarize",
+                            "train"], "workbench.toy.train")}
 
 __all__ = ["PRESETS", "TASKS", "VARIANTS", "BigramBackcopy", "CharLM", "ToyConfig", "ToyTransformer", "TrainConfig",
            "Variant", "emergence_results", "load_toy", "load_weights", "make_task", "preset", "read_curves", "save_weights", "summarize",
            "train"]
+
+
+def __getattr__(name: str):
+    # Submodules load on first use, so registering the family with the zoo does not import torch.
+    import importlib
+
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from workbench.cache import sha256_file
-from workbench.errors import InputError
+from workbench.core.cache import sha256_file
+from workbench.core.errors import InputError
 from workbench.toy.model import ToyConfig, ToyTransformer
 
 FORMAT = "sinkbench-toy/1"
@@ -143,8 +143,8 @@ def load_toy(directory: str | Path, device: str | None = None, *, step: int | No
     """
     from transformers import AutoTokenizer
 
-    from workbench import _offline
-    from workbench.models import ModelInfo
+    from workbench.core import offline as _offline
+    from workbench.core.modelinfo import ModelInfo
 
     path, at = _split_step(directory)
     step = step if step is not None else at

@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.HookedRootModule import HookedRootModule
 
-from workbench.errors import InputError
+from workbench.core.errors import InputError
 
 
 @dataclasses.dataclass(frozen=True)

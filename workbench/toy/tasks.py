@@ -44,8 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workbench.cache import sha256_bytes
-from workbench.errors import InputError, check_range
+from workbench.core.cache import sha256_bytes
+from workbench.core.errors import InputError, check_range
 
 # Tiny Shakespeare's character set (Karpathy's char-rnn data), Guo et al.'s BB vocabulary.
 ALPHABET = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -88,10 +88,10 @@ def tokenizer():
 
 def _corpus_ids(corpus: str) -> tuple[list[np.ndarray], str]:
     """Each document of a fetched corpus as ids, and the corpus manifest's checksum."""
-    from workbench import data
+    from workbench.core import corpora
 
-    manifest = data.corpus_manifest(corpus)
-    docs = [encode(d.text) for d in data.documents(corpus)]
+    manifest = corpora.corpus_manifest(corpus)
+    docs = [encode(d.text) for d in corpora.documents(corpus)]
     docs = [d for d in docs if len(d)]
     if not docs:
         raise InputError(f"corpus {corpus!r} has no characters of the toy alphabet")
@@ -119,13 +119,13 @@ class Task(abc.ABC):
         return {"loss": F.cross_entropy(logits.flatten(0, 1), targets.flatten()).item()}
 
     def dataset(self, n: int = 64, seed: int = 0, split: str = "eval"):
-        """`n` sequences of the task as a `workbench.data.Dataset` (each starts with <s>), so that the probes,
+        """`n` sequences of the task as a `workbench.core.data.Dataset` (each starts with <s>), so that the probes,
         the catalogue's interventions and the runner apply to a trained toy:
 
             >>> windows = load_task("runs/bb-softmax").dataset(64)
             >>> experiment.run(load("toy:runs/bb-softmax"), windows, ["mask-sink", "zero-sink-value"])
         """
-        from workbench.data import Dataset
+        from workbench.core.data import Dataset
 
         check_range("number of sequences", n, 1, 1 << 16)
         inputs, _ = self.batch(np.random.default_rng([seed, 3]), n, split=split)
@@ -137,7 +137,7 @@ class Task(abc.ABC):
         """Everything that defines the task, JSON-serialisable (written to the run directory)."""
 
     def save(self, directory: Path) -> None:
-        from workbench.cache import atomic_write_text
+        from workbench.core.cache import atomic_write_text
 
         atomic_write_text(Path(directory) / TASK_FILE, json.dumps(self.to_dict()))
 

@@ -62,9 +62,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from workbench.cache import atomic_write_text
-from workbench.errors import InputError, check_range
-from workbench.results import Results, identity_hash, provenance
+from workbench.core.cache import atomic_write_text
+from workbench.core.errors import InputError, check_range
+from workbench.core.results import Results, identity_hash, provenance
 from workbench.toy import checkpoint as ckpt
 from workbench.toy.model import ToyConfig, ToyTransformer, check_variant
 from workbench.toy.tasks import (

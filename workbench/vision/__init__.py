@@ -1,7 +1,7 @@
 """Attention sinks in Vision Transformers: [CLS] and background-patch sinks, high-norm tokens, registers.
 
     >>> from workbench import models, probes, vision
-    >>> model = models.load("shapes-vit-reg4")          # trained here: `sinkbench train-vit --preset shapes-vit-reg4`
+    >>> model = zoo.load("shapes-vit-reg4")          # trained here: `sinkbench train-vit --preset shapes-vit-reg4`
     >>> images = vision.image_set(model, "shapes", n=64).mark_high_norm(model, "top:1")
     >>> probes.image_attention(model, images)           # where attention goes: [CLS], registers, background, object
     >>> probes.patch_norms(model, images)               # norm maps, histograms, two populations?
@@ -18,9 +18,10 @@ and figure takes an `ImageSet` where it takes token data. Modules:
 - `presets`, `train`: the small ViTs trained here (`sinkbench train-vit`).
 """
 
-from workbench.vision.images import HighNormRule, ImageSet, image_set
-from workbench.vision.presets import PRESETS, TrainConfig
-from workbench.vision.shapes import SHAPES, background_patches, shapes
+_PUBLIC = {"HighNormRule": "workbench.vision.images", "ImageSet": "workbench.vision.images",
+           "image_set": "workbench.vision.images", "PRESETS": "workbench.vision.presets",
+           "TrainConfig": "workbench.vision.presets", "SHAPES": "workbench.vision.shapes",
+           "background_patches": "workbench.vision.shapes", "shapes": "workbench.vision.shapes"}
 
 __all__ = ["PRESETS", "SHAPES", "HighNormRule", "ImageSet", "TrainConfig", "background_patches", "image_set", "shapes",
            "train_vit", "trained"]
@@ -39,9 +40,22 @@ def trained(name: str = "shapes-vit", log=print):
 
         >>> model = trained("shapes-vit-reg4")
     """
-    from workbench import models
+    from workbench import zoo
+    from workbench.core.families import ensure_registered
 
-    if name not in models.TRAINED:
-        raise models.ModelNotAvailable(f"{name!r} is not a trained-here model: use one of {', '.join(models.TRAINED)}")
-    models.fetch(name, log=log)
-    return models.load(name)
+    ensure_registered()
+    if name not in zoo.TRAINED:
+        raise zoo.ModelNotAvailable(f"{name!r} is not a trained-here model: use one of {', '.join(zoo.TRAINED)}")
+    zoo.fetch(name, log=log)
+    return zoo.load(name)
+
+
+def __getattr__(name: str):
+    # Submodules load on first use, so registering the family with the zoo does not import torch.
+    import importlib
+
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,9 +5,9 @@
     >>> probes.sinks(model, images, sink="bg")                       # every probe and intervention takes it
     >>> marked = images.mark_high_norm(model, "top:1")               # then sink="top-norm" works too
 
-An `ImageSet` is the image counterpart of `workbench.data.Dataset` and speaks the same protocol, so the
+An `ImageSet` is the image counterpart of `workbench.core.data.Dataset` and speaks the same protocol, so the
 probe engine and the experiment runner need no second code path: `batches(b)` yields (indices,
-position kinds [b, T]) - the kinds play the role of token ids (see `workbench.vision.positions`) and
+position kinds [b, T]) - the kinds play the role of token ids (see `workbench.core.positions`) and
 give every sink mask - and `model_inputs(indices, kinds)` returns the normalised pixels [b, C, H, W]
 the model is called on. Class labels travel along for accuracy metrics.
 
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.errors import InputError, check_range
-from workbench.vision import positions as kinds_of
+from workbench.core import positions as kinds_of
+from workbench.core.errors import InputError, check_range
 from workbench.vision.shapes import background_patches, object_patches, shapes
 
 DEFAULT_TOLERANCE = 0.1
@@ -203,7 +203,7 @@ class ImageSet:
     # -- high-norm marks --------------------------------------------------------------------------
     def patch_norms(self, model: Any, layer: int, batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """[n, rows, cols] residual norm of every patch token after block `layer`."""
-        from workbench.models import info
+        from workbench.core.modelinfo import info
         from workbench.probes._engine import probe_pass
 
         model_info = info(model)
@@ -220,7 +220,7 @@ class ImageSet:
 
     def mark_high_norm(self, model: Any, rule: Any = "top:1", batch_size: int = 32, progress: bool = False) -> ImageSet:
         """A copy whose patch kinds flag the high-norm patches of `model` under `rule` (sink `top-norm`)."""
-        from workbench.models import info
+        from workbench.core.modelinfo import info
 
         rule = HighNormRule.parse(rule)
         model_info = info(model)
@@ -295,7 +295,7 @@ def image_set(model: Any, images: Any = "shapes", n: int = 64, seed: int = 0, la
         >>> images = image_set(model, "shapes", n=64, seed=1)
         >>> images = image_set(model, my_array, labels=my_labels, high_norm="top:2@5")
     """
-    from workbench.models import info
+    from workbench.core.modelinfo import info
 
     model_info = info(model)
     if not model_info.is_image:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from workbench.errors import InputError, check_range
+from workbench.core.errors import InputError, check_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,7 @@ class TrainConfig:
         "noise": "std of Gaussian pixel noise added to the shapes"}
 
     def validate(self) -> TrainConfig:
-        from workbench.vision.positions import check_registers
+        from workbench.core.positions import check_registers
 
         check_range("image size", self.image_size, 8, 512)
         check_range("patch size", self.patch_size, 1, self.image_size)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.errors import InputError, check_range
+from workbench.core.errors import InputError, check_range
 
 SHAPES = ("square", "circle", "triangle", "cross", "ring", "diamond")
 MIN_CONTRAST = 0.35  # every channel of the shape is at least this much brighter than the background

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.errors import InputError
-from workbench.progress import progress_bar
+from workbench.core.errors import InputError
+from workbench.core.progress import progress_bar
 from workbench.vision.images import to_model_input
 from workbench.vision.presets import TrainConfig
 from workbench.vision.shapes import SHAPES, shapes
@@ -96,7 +96,7 @@ def train_vit(config: TrainConfig, out: str | Path, threads: int | None = 1, pro
     loaded 2-core machine two threads were 18x slower than one (0.16 vs 2.9 s per step: OpenMP threads
     spinning against other processes). `threads=None` keeps torch's setting.
     """
-    from workbench.models import write_manifest
+    from workbench.zoo import write_manifest
 
     config = config.validate()
     out = Path(out)

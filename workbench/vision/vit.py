@@ -16,7 +16,7 @@ architecture; `models.load` rebuilds it (plain HF `ViTForImageClassification` wo
 On this adapter `hook_pattern` and `hook_attn_scores` both fire post hoc with the post-softmax
 weights (like BERT's): probes read them, and the catalogue applies attention edits through the
 pattern rebuilt from `hook_q`/`hook_k` (see interventions.base).
-Positions and their kinds (what token ids are to text): `workbench.vision.positions`.
+Positions and their kinds (what token ids are to text): `workbench.core.positions`.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from transformers import (
 )
 from transformers.models.vit.modeling_vit import ViTEmbeddings
 
-from workbench.errors import InputError, ModelNotAvailable
-from workbench.vision.positions import CLS, PositionVocabulary, check_registers
+from workbench.core.errors import InputError, ModelNotAvailable
+from workbench.core.positions import CLS, PositionVocabulary, check_registers
 
 # --------------------------------------------------------------------------------------------------
 # Register tokens: a thin extension of HF ViT
@@ -155,7 +155,7 @@ def _cached_snapshot(hf_id: str) -> Path | None:
 def model_info(name: str, hf_model: Any, preprocessing: ImagePreprocessing | None, weights_sha256: str | None,
                source: str):
     """The ModelInfo of a ViT / DeiT (family `image-classifier`, or `image-encoder` without a head)."""
-    from workbench.models import ModelInfo
+    from workbench.core.modelinfo import ModelInfo
 
     cfg = hf_model.config
     size = cfg.image_size if isinstance(cfg.image_size, int) else tuple(cfg.image_size)[0]

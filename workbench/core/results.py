@@ -25,8 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.cache import atomic_write_text, sha256_bytes
-from workbench.errors import InputError
+from workbench.core.cache import atomic_write_text, sha256_bytes
+from workbench.core.errors import InputError
 
 CORE_COLUMNS = ["experiment", "model", "intervention", "layer", "head", "metric", "value", "n", "ci_low", "ci_high"]
 _PACKAGES = ("sink-workbench", "torch", "transformers", "transformer-lens", "numpy", "pandas", "matplotlib")
@@ -185,7 +185,7 @@ def git_commit() -> dict[str, Any]:
 def provenance(experiment: str, model: Any = None, data: Any = None, seed: int | None = None,
                **extra: Any) -> dict:
     """The provenance header of a result: what ran, on what, with which code."""
-    from workbench.models import info
+    from workbench.core.modelinfo import info
 
     header: dict[str, Any] = {
         "experiment": experiment,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workbench.errors import InputError
+from workbench.core.errors import InputError
 
 VISION_MODEL_TYPES = ("vit", "deit")  # transformers model types the TransformerLens ViT adapter boots
 

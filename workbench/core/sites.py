@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from workbench.errors import InputError
+from workbench.core.errors import InputError
 
 RESID_PRE, RESID_MID, RESID_POST = "hook_resid_pre", "hook_resid_mid", "hook_resid_post"
 
@@ -65,7 +65,7 @@ def layer_of(hook_name: str) -> int:
 
 
 def _info(model: Any):
-    from workbench.models import info
+    from workbench.core.modelinfo import info
 
     return info(model)
 
@@ -138,7 +138,7 @@ def parse_heads(spec: Any, model: Any) -> tuple[int, ...]:
 # --------------------------------------------------------------------------------------------------
 
 _ENCODER_TOKENS = {"cls", "sep"}
-# image sinks (workbench.vision.positions) and their aliases
+# image sinks (workbench.core.positions) and their aliases
 _IMAGE_TOKENS = {"reg": "reg", "registers": "reg", "register": "reg", "dist": "dist", "bg": "bg",
                  "background": "bg", "obj": "obj", "object": "obj", "top-norm": "top-norm", "high-norm": "top-norm"}
 
@@ -219,11 +219,11 @@ class SinkSpec:
             return self.positions
         model_info = _info(model)
         if self.kind == "patches" and model_info.is_image:
-            from workbench.vision.positions import patch_position
+            from workbench.core.positions import patch_position
 
             return tuple(patch_position(model_info, row, col) for row, col in self.patches)
         if self.kind == "tokens" and model_info.is_image and all(t == "cls" or t.startswith("reg") for t in self.tokens):
-            from workbench.vision.positions import fixed_position_of
+            from workbench.core.positions import fixed_position_of
 
             return tuple(sorted({p for t in self.tokens for p in fixed_position_of(model_info, t)}))
         return None
@@ -258,7 +258,7 @@ class SinkSpec:
         return ids
 
     def _image_kind_ids(self, model_info: Any) -> list[int]:
-        from workbench.vision.positions import kind_ids
+        from workbench.core.positions import kind_ids
 
         ids = []
         for token in self.tokens:

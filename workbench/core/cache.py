@@ -1,6 +1,6 @@
 """The user cache: where fetched models and corpora live, and the verified-download helpers they share.
 
-    >>> from workbench.cache import cache_dir
+    >>> from workbench.core.cache import cache_dir
     >>> cache_dir()                    # $SINKBENCH_CACHE, else $XDG_CACHE_HOME/sink-workbench
 """
 
@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from workbench.errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
 
 CACHE_ENV = "SINKBENCH_CACHE"
 

@@ -1,0 +1,148 @@
+"""What experiments need to know about a loaded model: `ModelInfo`, attached to a model as `.sinkbench`.
+
+    >>> from workbench.core.modelinfo import info
+    >>> info(model).n_layers, info(model).group_size        # (30, 3) on SmolLM2
+
+The zoo (workbench.zoo) builds a ModelInfo when it loads a model; `info` derives one for a bridge booted
+elsewhere. Model families whose config this module cannot read (image models) register a describer with
+`register_describer` (workbench.vision does), so this ground-floor module imports nothing above it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from workbench.core.errors import InputError
+
+
+@dataclasses.dataclass
+class ModelInfo:
+    """What experiments need to know about a loaded model; attached to the bridge as `.sinkbench`."""
+
+    name: str
+    family: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    d_model: int
+    n_ctx: int
+    vocab_size: int
+    bos_token_id: int | None
+    eos_token_id: int | None
+    cls_token_id: int | None
+    sep_token_id: int | None
+    positional: str  # "rotary" or "absolute"
+    layer_types: list[str] | None  # per layer "sliding_attention"/"full_attention" where the model mixes them
+    sliding_window: int | None
+    weights_sha256: str | None
+    source: str
+    tokenizer: Any = dataclasses.field(repr=False, compare=False, default=None)
+    # image models only (workbench.vision): positions are [CLS] ([DIST]) | patches | registers
+    image_size: tuple[int, int] | None = None
+    patch_size: int | None = None
+    num_channels: int | None = None
+    n_registers: int = 0
+    n_prefix: int = 0  # special tokens before the patches: 1 ([CLS]) on ViT, 2 ([CLS], [DIST]) on DeiT
+    image_mean: tuple[float, ...] | None = None
+    image_std: tuple[float, ...] | None = None
+    label_names: list[str] | None = None
+
+    @property
+    def causal(self) -> bool:
+        return self.family == "causal-lm"
+
+    @property
+    def is_image(self) -> bool:
+        """An image model (family image-classifier or image-encoder): inputs are pixels, not tokens."""
+        return self.family.startswith("image")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(rows, columns) of the patch grid of an image model."""
+        if not self.is_image:
+            raise InputError(f"{self.name} is not an image model: it has no patch grid")
+        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
+
+    @property
+    def n_patches(self) -> int:
+        rows, cols = self.grid
+        return rows * cols
+
+    @property
+    def group_size(self) -> int:
+        """Query heads per key/value head (GQA); query head h reads value head h // group_size."""
+        return self.n_heads // self.n_kv_heads
+
+    def provenance(self) -> dict:
+        out = {
+            "model": self.name,
+            "model_family": self.family,
+            "model_weights_sha256": self.weights_sha256,
+            "model_source": self.source,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "n_kv_heads": self.n_kv_heads,
+        }
+        if self.is_image:
+            out.update(image_size=list(self.image_size), patch_size=self.patch_size, n_registers=self.n_registers)
+        return out
+
+
+def info(model: Any) -> ModelInfo:
+    """The ModelInfo of a bridge loaded by `load` (or derived from the bridge for one booted elsewhere)."""
+    found = getattr(model, "sinkbench", None)
+    if isinstance(found, ModelInfo):
+        return found
+    hf = getattr(model, "original_model", None)
+    if hf is None:
+        raise InputError(f"expected a TransformerBridge, got {type(model).__name__}")
+    derived = describe(getattr(model.cfg, "model_name", "unknown"), hf, model.tokenizer, None, "unknown")
+    model.sinkbench = derived
+    return derived
+
+
+# (matches(config), describe(name, hf_model, preprocessing, weights_sha256, source)) of the families that
+# are not text models; the first match wins.
+_DESCRIBERS: list[tuple[Callable[[Any], bool], Callable[..., ModelInfo]]] = []
+
+
+def register_describer(matches: Callable[[Any], bool], describe_fn: Callable[..., ModelInfo]) -> None:
+    """Let a model family describe the models whose HF config `matches` (workbench.vision registers ViTs)."""
+    if (matches, describe_fn) not in _DESCRIBERS:
+        _DESCRIBERS.append((matches, describe_fn))
+
+
+def describe(name: str, hf_model: Any, tokenizer: Any, weights_sha256: str | None, source: str) -> ModelInfo:
+    """The ModelInfo of a transformers model; `tokenizer` is the image preprocessing for image models."""
+    cfg = hf_model.config
+    for matches, describe_fn in _DESCRIBERS:
+        if matches(cfg):
+            return describe_fn(name, hf_model, tokenizer, weights_sha256, source)
+    n_heads = cfg.num_attention_heads
+    hidden = cfg.hidden_size
+    is_encoder = getattr(cfg, "model_type", "") in {"bert", "roberta", "distilbert", "electra"}
+    rope = getattr(cfg, "rope_parameters", None) is not None or getattr(cfg, "rope_theta", None) is not None
+    return ModelInfo(
+        name=name,
+        family="encoder" if is_encoder else "causal-lm",
+        n_layers=cfg.num_hidden_layers,
+        n_heads=n_heads,
+        n_kv_heads=getattr(cfg, "num_key_value_heads", None) or n_heads,
+        d_head=getattr(cfg, "head_dim", None) or hidden // n_heads,
+        d_model=hidden,
+        n_ctx=cfg.max_position_embeddings,
+        vocab_size=cfg.vocab_size,
+        bos_token_id=getattr(tokenizer, "bos_token_id", None),
+        eos_token_id=getattr(tokenizer, "eos_token_id", None),
+        cls_token_id=getattr(tokenizer, "cls_token_id", None),
+        sep_token_id=getattr(tokenizer, "sep_token_id", None),
+        positional="rotary" if rope else "absolute",
+        layer_types=list(cfg.layer_types) if getattr(cfg, "layer_types", None) else None,
+        sliding_window=getattr(cfg, "sliding_window", None) if getattr(cfg, "layer_types", None) else None,
+        weights_sha256=weights_sha256,
+        source=source,
+        tokenizer=tokenizer,
+    )
