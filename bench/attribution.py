@@ -11,8 +11,8 @@ import time
 from _common import save, setup
 
 from workbench import experiment
-from workbench.attribution import attribution_sweep, spearman
 from workbench.core import data
+from workbench.experiment.attribution import attribution_sweep, spearman
 
 
 def main(names: list[str]) -> None:

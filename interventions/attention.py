@@ -18,17 +18,19 @@ from typing import Any
 
 import torch
 
-from interventions.base import AttentionEdit, UnitContext, register
+from interventions.mechanisms import AttentionEdit
+from interventions.protocol import register
 from workbench.core.errors import InputError, check_range
+from workbench.passes import PassContext
 
 _TINY = 1e-30
 
 
-def sink_columns(ctx: UnitContext) -> torch.Tensor:
+def sink_columns(ctx: PassContext) -> torch.Tensor:
     return ctx.sink[:, None, None, :]  # [b, 1, 1, k]
 
 
-def in_scope_rows(ctx: UnitContext) -> torch.Tensor:
+def in_scope_rows(ctx: PassContext) -> torch.Tensor:
     return ctx.queries[:, None, :, None]  # [b, 1, q, 1]
 
 

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from interventions.attention import in_scope_rows, sink_columns
-from interventions.base import AttentionEdit, register
+from interventions.mechanisms import AttentionEdit
+from interventions.protocol import register
 from workbench.core.errors import InputError
 from workbench.core.modelinfo import info
 
@@ -47,7 +48,7 @@ def sink_means(model: Any, data: Any, layers: tuple[int, ...], positions: tuple[
     """First pass: per layer, mean over sequences and queries in scope of A[q, j] per head, and mean over
     sequences of v_j per KV head, at each fixed sink position j."""
     from workbench.core.sites import SinkSpec
-    from workbench.probes._engine import gather, probe_pass
+    from workbench.passes import gather, probe_pass
 
     model_info = info(model)
     lengths = set(data.lengths)

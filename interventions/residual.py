@@ -2,7 +2,7 @@
 sink tokens to zero, or to their mean.
 
     >>> get("massive-activations", mode="zero")                  # found automatically, then zeroed
-    >>> get("massive-activations", mode="mean", layer=11, dims="507")
+    >>> get("massive-activations", mode="mean", layers=11, dims="507")
 
 Sun et al. report for LLaMA2-7B WikiText perplexity 5.47 -> inf (zero) vs 5.47 (mean): the massive
 activations are fixed but important biases. Without `layer`/`dims`, a first pass finds them: the
@@ -18,11 +18,13 @@ from typing import Any
 
 import torch
 
-from interventions.base import ResidualEdit, UnitContext, register
+from interventions.mechanisms import ResidualEdit
+from interventions.protocol import register
 from workbench.core import sites
 from workbench.core.errors import InputError
 from workbench.core.modelinfo import info
 from workbench.core.sites import SinkSpec
+from workbench.passes import PassContext
 
 MODES = ("zero", "mean")
 
@@ -42,8 +44,8 @@ class MassiveActivations(ResidualEdit):
         model_info = info(model)
         if self.mode not in MODES:
             raise InputError(f"massive-activations: mode {self.mode!r}: use one of {', '.join(MODES)}")
-        if self.layer is not None:
-            sites.parse_layers(self.layer, model)
+        if self.layers is not None:
+            sites.parse_layers(self.layers, model)
         if self.dims is not None:
             sites._parse_index_spec(self.dims, model_info.d_model, "residual dimension", model_info.name)
         spec = SinkSpec.parse(self.sink)
@@ -53,10 +55,10 @@ class MassiveActivations(ResidualEdit):
             spec.token_ids(model)
 
     def prepare(self, model: Any, data: Any, batch_size: int = 8, progress: bool = False) -> Any:
-        from workbench.probes._engine import probe_pass
+        from workbench.passes import probe_pass
 
         model_info = info(model)
-        layers = sites.parse_layers(self.layer, model) if self.layer is not None else tuple(range(model_info.n_layers))
+        layers = sites.parse_layers(self.layers, model) if self.layers is not None else tuple(range(model_info.n_layers))
         collected = {layer: {"at_sink": [], "medians": []} for layer in layers}
 
         def on_resid(layer: int, resid: torch.Tensor, batch: Any) -> None:
@@ -79,7 +81,7 @@ class MassiveActivations(ResidualEdit):
             raise InputError(
                 f"massive-activations: no residual dimension at sink {SinkSpec.parse(self.sink).label} exceeds "
                 f"{self.abs_threshold} and {self.ratio_threshold} x the median in any layer of {model_info.name}; "
-                "pass layer= and dims= (see `sinkbench probe massive-activations`) or lower the thresholds")
+                "pass layers= and dims= (see `sinkbench probe massive-activations`) or lower the thresholds")
         if self.dims is not None:
             chosen_dims = list(sites._parse_index_spec(self.dims, model_info.d_model, "residual dimension",
                                                        model_info.name))
@@ -93,7 +95,10 @@ class MassiveActivations(ResidualEdit):
     def target_layers(self, model: Any, state: Any) -> tuple[int, ...]:
         return (state["layer"],)
 
-    def edit_residual(self, resid: torch.Tensor, ctx: UnitContext, layer: int) -> torch.Tensor:
+    def describe_state(self, state: Any) -> dict | None:
+        return {"layer": state["layer"], "dims": state["dims"]}
+
+    def edit_residual(self, resid: torch.Tensor, ctx: PassContext, layer: int) -> torch.Tensor:
         dims = ctx.state["dims"]
         new = resid.clone()
         chosen = new[ctx.sink]  # [occurrences, d]

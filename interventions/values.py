@@ -18,11 +18,13 @@ from typing import Any
 
 import torch
 
-from interventions.base import UnitContext, ValueEdit, register
 from interventions.bias import fixed_positions, sink_means
+from interventions.mechanisms import ValueEdit
+from interventions.protocol import register
 from workbench.core import sites
 from workbench.core.errors import InputError
 from workbench.core.modelinfo import info
+from workbench.passes import PassContext
 
 
 @register("zero-sink-value", "v_s := 0 for queries q >= 1")
@@ -89,7 +91,7 @@ class PatchValues(ValueEdit):
         return source
 
     def prepare(self, model: Any, data: Any, batch_size: int = 8, progress: bool = False) -> Any:
-        from workbench.probes._engine import probe_pass
+        from workbench.passes import probe_pass
 
         source = self._source_data(model, data)
         if source.lengths != data.lengths:
@@ -107,7 +109,7 @@ class PatchValues(ValueEdit):
                    desc="patch source")
         return {"values": values, "source_sha256": source.hash()}
 
-    def edit_positions(self, ctx: UnitContext) -> torch.Tensor:
+    def edit_positions(self, ctx: PassContext) -> torch.Tensor:
         length = ctx.tokens.shape[1]
         chosen = sites._parse_index_spec(self.positions, length, "patch position", info(ctx.model).name)
         mask = torch.zeros_like(ctx.sink)

@@ -2,7 +2,7 @@
 Registers"): give a trained ViT an extra token and move the high-norm activations onto it, without
 retraining.
 
-    >>> ttr = get("test-time-register", rule="top:1", layer=4, n_neurons=8)
+    >>> ttr = get("test-time-register", rule="top:1", layers=4, n_neurons=8)
     >>> experiment.run(model, images, [ttr])                         # accuracy, logit change, KL to baseline
     >>> probes.patch_norms(model, images, intervention=ttr)         # do the patch outliers move to [TTR]?
 
@@ -27,10 +27,11 @@ from typing import Any, ClassVar
 
 import torch
 
-from interventions.base import Hook, Intervention, UnitContext, register
+from interventions.protocol import Intervention, register
 from workbench.core import sites
 from workbench.core.errors import InputError, check_range
 from workbench.core.modelinfo import info
+from workbench.passes import Hook, PassContext
 
 MODES = ("zero", "mean")
 
@@ -40,7 +41,7 @@ MODES = ("zero", "mean")
 @dataclasses.dataclass(frozen=True)
 class TestTimeRegister(Intervention):
     rule: str = "top:1"
-    layer: Any = None
+    layers: Any = None  # the one layer whose outliers are moved (default: the high-norm rule's)
     n_neurons: int = 8
     mode: str = "zero"
     changes_length: ClassVar[bool] = True
@@ -53,26 +54,27 @@ class TestTimeRegister(Intervention):
         if not model_info.is_image:
             raise InputError(f"{self.name} needs an image model (ViT / DeiT); {model_info.name} is a text model, where "
                              "an appended last token would be seen by no other position")
-        missing = [h for h in ("hook_embed", "blocks.0.mlp.hook_post") if h not in model.hook_dict]
+        missing = [h for h in (sites.EMBED, sites.mlp_post(0)) if h not in model.hook_dict]
         if missing:
             raise InputError(f"{self.name}: {model_info.name} exposes no {missing[0]} hook")
         if self.mode not in MODES:
             raise InputError(f"{self.name}: mode {self.mode!r}: use one of {', '.join(MODES)}")
         check_range(f"{self.name}: n_neurons", self.n_neurons, 1, 1 << 20)
-        if self.layer is not None:
-            sites.parse_layers(self.layer, model)
+        if self.layers is not None and len(sites.parse_layers(self.layers, model)) != 1:
+            raise InputError(f"{self.name}: layers={self.layers!r}: give exactly one layer (or none: the high-norm "
+                             "rule's layer)")
         HighNormRule.parse(self.rule)
 
     def detect_layer(self, model: Any) -> int:
         from workbench.vision.images import HighNormRule
 
-        if self.layer is not None:
-            return sites.parse_layers(self.layer, model)[0]
+        if self.layers is not None:
+            return sites.parse_layers(self.layers, model)[0]
         return HighNormRule.parse(self.rule).resolve_layer(info(model))
 
     def prepare(self, model: Any, data: Any, batch_size: int = 8, progress: bool = False) -> Any:
         """Find the outlier patches and the register neurons (a first, read-only pass over `data`)."""
-        from workbench.probes._engine import probe_pass
+        from workbench.passes import probe_pass
         from workbench.vision.images import HighNormRule
 
         model_info = info(model)
@@ -122,7 +124,7 @@ class TestTimeRegister(Intervention):
                 "scores": [float(v) for v in top.values],
                 "patch_means": {layer: means[layer, sorted(ids)].float() for layer, ids in neurons.items()}}
 
-    def hooks(self, model: Any, ctx: UnitContext) -> list[Hook]:
+    def hooks(self, model: Any, ctx: PassContext) -> list[Hook]:
         model_info = info(model)
         first, n_patches = model_info.n_prefix, model_info.n_patches
         state = ctx.state
@@ -130,7 +132,7 @@ class TestTimeRegister(Intervention):
         def append_register(embeddings: torch.Tensor, hook: Any) -> torch.Tensor:
             return torch.cat([embeddings, torch.zeros_like(embeddings[:, :1])], dim=1)  # [b, T + 1, d]
 
-        out: list[Hook] = [("hook_embed", append_register)]
+        out: list[Hook] = [(sites.EMBED, append_register)]
         for layer, neurons in state["neurons"].items():
             def move(act: torch.Tensor, hook: Any, neurons: list[int] = neurons, layer: int = layer) -> torch.Tensor:
                 new = act.clone()
@@ -142,5 +144,5 @@ class TestTimeRegister(Intervention):
                     new[:, first:first + n_patches, neurons] = state["patch_means"][layer].to(new.device, new.dtype)
                 new[:, -1, neurons] = peak  # the test-time register takes the outlier activation over
                 return new
-            out.append((f"blocks.{layer}.mlp.hook_post", move))
+            out.append((sites.mlp_post(layer), move))
         return out

@@ -32,8 +32,8 @@ _PUBLIC = {
     "run": "workbench.experiment",
     "sweep": "workbench.experiment",
     "hooked": "workbench.experiment",
-    "attribution_sweep": "workbench.attribution",
-    "RunSpec": "workbench.spec",
+    "attribution_sweep": "workbench.experiment",
+    "RunSpec": "workbench.experiment",
     # errors
     "WorkbenchError": "workbench.core.errors",
     "InputError": "workbench.core.errors",

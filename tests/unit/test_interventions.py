@@ -9,13 +9,14 @@ import torch
 import interventions as iv
 from interventions import AttentionEdit, register
 from workbench import experiment, zoo
-from workbench.attribution import attribution_sweep, spearman
 from workbench.core import data, sites
 from workbench.core.errors import InputError, InterventionError
 from workbench.core.results import Results
+from workbench.experiment import scoring
+from workbench.experiment.attribution import attribution_sweep, spearman
 
 ALL = ["mask-sink", "zero-implicit-bias", "mean-implicit-bias", "zero-sink-value", "mean-sink-value",
-       "patch-values", "scale-sink:gamma=0.5", "softmax-plus-one", "massive-activations:layer=0,dims=3",
+       "patch-values", "scale-sink:gamma=0.5", "softmax-plus-one", "massive-activations:layers=0,dims=3",
        "window-attention:window=4"]
 
 
@@ -141,7 +142,7 @@ def test_every_catalogue_entry_runs_on_every_family(model_name):
 
 def test_bert_pattern_edits_apply_through_the_rebuilt_pattern(tiny_bert):
     """The BERT adapter discards hook_pattern edits; the catalogue applies them as z += (A' - A) v."""
-    from interventions.base import pattern_edits_flow
+    from interventions.mechanisms import pattern_edits_flow
 
     assert not pattern_edits_flow(tiny_bert) and pattern_edits_flow(zoo.load("tiny-llama"))
     tokens = prompts(tiny_bert).tensor()
@@ -219,7 +220,7 @@ def test_bad_interventions_fail_before_any_forward_pass(tiny_llama, text, messag
 
 def test_data_dependent_errors_come_before_any_forward_pass(tiny_llama, monkeypatch):
     calls = []
-    monkeypatch.setattr(experiment, "_outputs", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(scoring.Scorer, "outputs", lambda *a, **k: calls.append(1))
     with pytest.raises(InputError, match=r"sink position 30 is outside the sequence: allowed 0\.\.23"):
         experiment.run(tiny_llama, prompts(tiny_llama), ["mask-sink:sink=30"], progress=False)
     assert not calls
@@ -262,7 +263,7 @@ def test_confidence_intervals_and_baseline_rows(tiny_llama):
 def test_a_sweep_killed_half_way_resumes_without_recomputing(tiny_llama, tmp_path, monkeypatch):
     ds = prompts(tiny_llama)
     out = tmp_path / "sweep.json"
-    real = experiment._unit_stats
+    real = scoring.CausalLMScorer.unit
     calls = {"n": 0}
 
     def dies_after_four(*args, **kwargs):
@@ -271,13 +272,13 @@ def test_a_sweep_killed_half_way_resumes_without_recomputing(tiny_llama, tmp_pat
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(experiment, "_unit_stats", dies_after_four)
+    monkeypatch.setattr(scoring.CausalLMScorer, "unit", dies_after_four)
     with pytest.raises(KeyboardInterrupt):
         experiment.sweep(tiny_llama, ds, "zero-implicit-bias", over="head", out=out, units_per_chunk=2,
                          batch_size=6, progress=False)
     journal = [json.loads(line) for line in (tmp_path / "sweep.json.partial.jsonl").read_text().splitlines()[1:]]
     assert len(journal) == 4  # two chunks of two heads finished before the crash
-    monkeypatch.setattr(experiment, "_unit_stats", real)
+    monkeypatch.setattr(scoring.CausalLMScorer, "unit", real)
     resumed = experiment.sweep(tiny_llama, ds, "zero-implicit-bias", over="head", out=out, units_per_chunk=2,
                                batch_size=6, progress=False)
     assert resumed.provenance["resumed_units"] == 4

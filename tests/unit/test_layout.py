@@ -117,4 +117,4 @@ def test_the_rules_see_real_arrows(graph):
     # the parser must find the arrows that do exist, or the rules above would pass vacuously
     assert "workbench.core.errors" in graph["workbench.core.data"]
     assert "workbench.zoo.cards" in graph["workbench.zoo.load"]
-    assert any(dst.startswith("workbench.core") for dst in graph["interventions.base"])
+    assert any(dst.startswith("workbench.core") for dst in graph["interventions.mechanisms"])

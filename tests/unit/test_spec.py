@@ -6,7 +6,7 @@ import pytest
 
 from workbench.core.errors import InputError
 from workbench.core.results import Results
-from workbench.spec import RunSpec
+from workbench.experiment.spec import RunSpec
 
 SPECS = Path(__file__).parents[2] / "docs" / "specs"
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from workbench.core.errors import InputError
+from workbench.core.modelinfo import info
 
 RESID_PRE, RESID_MID, RESID_POST = "hook_resid_pre", "hook_resid_mid", "hook_resid_post"
 
@@ -49,24 +50,31 @@ def z(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_z"
 
 
+def q(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_q"
+
+
+def k(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_k"
+
+
 def v(layer: int) -> str:
     return f"blocks.{layer}.attn.hook_v"
+
+
+def mlp_post(layer: int) -> str:
+    """The MLP's hidden activations (after the nonlinearity): where register neurons live (Jiang et al. 2025)."""
+    return f"blocks.{layer}.mlp.hook_post"
+
+
+EMBED = "hook_embed"
 
 
 def resid(layer: int, where: str = RESID_POST) -> str:
     return f"blocks.{layer}.{where}"
 
 
-def layer_of(hook_name: str) -> int:
-    match = re.match(r"blocks\.(\d+)\.", hook_name)
-    if not match:
-        raise ValueError(f"{hook_name} is not a per-block hook")
-    return int(match.group(1))
-
-
 def _info(model: Any):
-    from workbench.core.modelinfo import info
-
     return info(model)
 
 

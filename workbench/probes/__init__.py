@@ -1,7 +1,7 @@
 """Read-only measurements of attention sinks. Each probe hooks only what it reads and returns Results.
 
     >>> from workbench import probes
-    >>> res = probes.run("sinks", model, data, eps=[0.3, 0.5])
+    >>> res = probes.by_name("sinks", model, data, eps=[0.3, 0.5])
     >>> print(probes.PROBES["sinks"].summarize(res))
 
 | probe | metrics (rows) |
@@ -16,6 +16,8 @@
 | `image-attention` | image models: attention_share / attention_per_token / ratio_to_uniform per kind ([CLS], registers, background, object, high-norm), background_to_object_ratio (layer, head); attention_received / cls_attention maps |
 | `patch-norms` | image models: norm_mean per kind, norm_median/max, high_norm_fraction, ashman_d (two populations?), norm_histogram (layer); example_norm maps |
 
+Every probe also takes `hooks=` (extra forward hooks that run in the same passes, e.g. an intervention's:
+`experiment.batch_hooks`), so a probe can measure an edited model without importing the catalogue.
 Every probe takes token data (workbench.core.data.Dataset) or, on image models, an ImageSet
 (workbench.vision.image_set): its position kinds act as tokens, so `sink="bg"`, `"reg"`, `"top-norm"`... work.
 """
@@ -44,7 +46,7 @@ from workbench.probes.sinks import (
 @dataclasses.dataclass(frozen=True)
 class Probe:
     name: str
-    run: Callable[..., Any]
+    measure: Callable[..., Any]
     summary: str
     summarize: Callable[..., str] | None = None
 
@@ -130,13 +132,16 @@ PROBES: dict[str, Probe] = {p.name: p for p in [
 ]}
 
 
-def run(name: str, model: Any, data: Any, **options: Any):
-    """Run a probe by name."""
+def by_name(name: str, model: Any, data: Any, **options: Any):
+    """Measure with the probe registered as `name` (what `sinkbench probe NAME` runs).
+
+        >>> by_name("massive-activations", model, data, top_k=5)
+    """
     if name not in PROBES:
         raise InputError(f"unknown probe {name!r}: available {', '.join(PROBES)}")
-    return PROBES[name].run(model, data, **options)
+    return PROBES[name].measure(model, data, **options)
 
 
-__all__ = ["PROBES", "Probe", "attention_maps", "detect_sinks", "heads", "image_attention", "implicit_bias",
-           "massive_activations", "norms", "patch_norms", "run", "sink_ratio_controls", "sink_tokens", "sinks",
+__all__ = ["PROBES", "Probe", "attention_maps", "by_name", "detect_sinks", "heads", "image_attention", "implicit_bias",
+           "massive_activations", "norms", "patch_norms", "sink_ratio_controls", "sink_tokens", "sinks",
            "special_token_attention"]

@@ -33,7 +33,7 @@ from workbench.core.errors import InputError, check_range
 from workbench.core.modelinfo import info
 from workbench.core.results import Results, provenance
 from workbench.core.sites import SinkSpec
-from workbench.probes._engine import Batch, probe_pass
+from workbench.passes import PassContext, probe_pass
 
 RULES = ("sun", "ratio")
 
@@ -59,7 +59,7 @@ def massive_activations(model: Any, data: Dataset, layers: Any = None, top_k: in
              for layer in layer_ids}
     floor = abs_threshold if rule == "sun" else 0.0
 
-    def on_resid(layer: int, resid: torch.Tensor, batch: Batch) -> None:
+    def on_resid(layer: int, resid: torch.Tensor, batch: PassContext) -> None:
         magnitude = resid.float().abs()  # [b, T, d]
         median = float(magnitude.median())
         entry = state[layer]

@@ -17,6 +17,7 @@ can test); `sink` = score > eps (0.3); `other` otherwise.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -27,13 +28,14 @@ from workbench.core.errors import InputError
 from workbench.core.modelinfo import info
 from workbench.core.results import Results, provenance
 from workbench.core.sites import SinkSpec, check_eps
-from workbench.probes._engine import Batch, gather, probe_pass, w_o
+from workbench.passes import Hook, PassContext, gather, probe_pass
+from workbench.probes._engine import w_o
 
 LABELS = ("dormant-candidate", "sink", "other")
 
 
 def heads(model: Any, data: Dataset, sink: Any = "bos", eps: float = 0.3, dormant_attention: float = 0.8,
-          dormant_output: float = 0.5, layers: Any = None, batch_size: int = 8, progress: bool = True) -> Results:
+          dormant_output: float = 0.5, layers: Any = None, batch_size: int = 8, progress: bool = True, hooks: Sequence[Hook] = ()) -> Results:
     """Label every head sink / dormant candidate / other.
 
         >>> heads(model, data).df.groupby("label").size()
@@ -51,7 +53,7 @@ def heads(model: Any, data: Dataset, sink: Any = "bos", eps: float = 0.3, dorman
     out_norm = torch.zeros_like(score)
     count = torch.zeros(len(layer_ids), 1, dtype=torch.float64)
 
-    def compute(layer: int, t: dict[str, torch.Tensor], batch: Batch) -> None:
+    def compute(layer: int, t: dict[str, torch.Tensor], batch: PassContext) -> None:
         i = slot[layer]
         queries = batch.queries.float()  # [b, q]
         mass = (t["attn.hook_pattern"].float() * batch.sink[:, None, None, :]).sum(-1)  # [b, h, q]
@@ -61,7 +63,7 @@ def heads(model: Any, data: Dataset, sink: Any = "bos", eps: float = 0.3, dorman
         count[i] += float(queries.sum())
 
     probe_pass(model, data, gather(["attn.hook_pattern", "attn.hook_z"], compute), layer_ids, spec, batch_size,
-               progress, desc="heads")
+               progress, desc="heads", hooks=hooks)
     score /= count
     out_norm /= count
     relative = out_norm / out_norm.median()

@@ -34,6 +34,7 @@ should be input-independent; this measures how far it is from that rather than a
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -43,7 +44,8 @@ from workbench.core.data import Dataset
 from workbench.core.modelinfo import info
 from workbench.core.results import Results, provenance
 from workbench.core.sites import SinkSpec
-from workbench.probes._engine import Batch, expand_kv, gather, per_head_rows, probe_pass, w_o
+from workbench.passes import Hook, PassContext, gather, probe_pass
+from workbench.probes._engine import expand_kv, per_head_rows, w_o
 
 _EPS = 1e-12
 
@@ -56,7 +58,7 @@ def _visible(length: int, causal: bool, device: Any) -> torch.Tensor:
 
 
 def norms(model: Any, data: Dataset, sink: Any = "bos", layers: Any = None, batch_size: int = 8,
-          progress: bool = True) -> Results:
+          progress: bool = True, hooks: Sequence[Hook] = ()) -> Results:
     """Value norms, norm-based contributions and key/query geometry of the sink vs the other keys.
 
         >>> norms(model, data).filter(metric=["attention_share_sink", "contribution_share_sink"]).df
@@ -81,7 +83,7 @@ def norms(model: Any, data: Dataset, sink: Any = "bos", layers: Any = None, batc
         per_head = weight.expand_as(values).sum(dim=[d for d in range(values.dim()) if d != 1])  # same for all heads
         counts[metric][slot[layer]] += float(per_head[0])
 
-    def compute(layer: int, t: dict[str, torch.Tensor], batch: Batch) -> None:
+    def compute(layer: int, t: dict[str, torch.Tensor], batch: PassContext) -> None:
         pattern = t["attn.hook_pattern"].float()  # [b, h, q, k]
         value = expand_kv(t["attn.hook_v"].float(), model_info.n_heads)  # [b, k, h, d_head]
         f = torch.einsum("bkhd,hdm->bhkm", value, w_o(model, layer).float())  # [b, h, k, d_model]
@@ -115,7 +117,7 @@ def norms(model: Any, data: Dataset, sink: Any = "bos", layers: Any = None, batc
         add(layer, "qk_cosine_other", cosine, pairs)
 
     readers = gather(["attn.hook_v", "attn.hook_pattern", q_name, k_name], compute)
-    probe_pass(model, data, readers, layer_ids, spec, batch_size, progress, desc="norms")
+    probe_pass(model, data, readers, layer_ids, spec, batch_size, progress, desc="norms", hooks=hooks)
     common = {"experiment": "probe:norms", "model": model_info.name, "sink": spec.label}
     rows = []
     for metric in metrics:
@@ -126,7 +128,7 @@ def norms(model: Any, data: Dataset, sink: Any = "bos", layers: Any = None, batc
 
 
 def implicit_bias(model: Any, data: Dataset, sink: Any = "bos", layers: Any = None, batch_size: int = 8,
-                  progress: bool = True) -> Results:
+                  progress: bool = True, hooks: Sequence[Hook] = ()) -> Results:
     """The sink term u_q = A[q, s] v_s W_O of every head: its size, its share, and how constant it is.
 
         >>> res = implicit_bias(model, data)
@@ -153,7 +155,7 @@ def implicit_bias(model: Any, data: Dataset, sink: Any = "bos", layers: Any = No
         acc[name]["norm"][i] += (term.norm(dim=-1) * mask[:, :, None]).sum(dim=(0, 1)).double().cpu()
         acc[name]["count"][i] += float(mask.sum())
 
-    def compute(layer: int, t: dict[str, torch.Tensor], batch: Batch) -> None:
+    def compute(layer: int, t: dict[str, torch.Tensor], batch: PassContext) -> None:
         i = slot[layer]
         pattern = t["attn.hook_pattern"].float()  # [b, h, q, k]
         raw_value = t["attn.hook_v"].float()  # [b, k, kv, d_head]
@@ -179,7 +181,7 @@ def implicit_bias(model: Any, data: Dataset, sink: Any = "bos", layers: Any = No
         sink_values[i].append(raw_value[rows, first_sink].cpu())  # [b, kv, d_head]
 
     readers = gather(["attn.hook_v", "attn.hook_pattern", "attn.hook_z"], compute)
-    probe_pass(model, data, readers, layer_ids, spec, batch_size, progress, desc="implicit bias")
+    probe_pass(model, data, readers, layer_ids, spec, batch_size, progress, desc="implicit bias", hooks=hooks)
     common = {"experiment": "probe:implicit-bias", "model": model_info.name, "sink": spec.label}
     rows = []
     for name in ("sink", "null"):

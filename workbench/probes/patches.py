@@ -8,7 +8,8 @@ and per special token, patch-norm maps and norm distributions (Darcet et al. 202
 
 Both take an `ImageSet` (workbench.vision.images), whose position kinds say which key is [CLS] ([DIST]),
 a register, a background patch or an object patch (and, once marked, a high-norm patch). Under a
-test-time register (`intervention=`, interventions.vision) the extra last position is `[TTR]`.
+test-time register (its hooks passed as `hooks=`, see `experiment.batch_hooks`) the extra last position is
+`[TTR]`.
 
 `image_attention` rows, per (layer, head) and kind (`[CLS]`, `[DIST]`, `registers`, `background`,
 `object`, `high-norm`, `[TTR]`):
@@ -48,6 +49,7 @@ row/col) and, for the first `examples` images, head-averaged maps `example_atten
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -58,7 +60,7 @@ from workbench.core import sites
 from workbench.core.errors import InputError, check_range
 from workbench.core.modelinfo import info
 from workbench.core.results import Results, provenance
-from workbench.probes._engine import Batch, probe_pass
+from workbench.passes import Hook, PassContext, probe_pass
 
 KINDS = ("[CLS]", "[DIST]", "registers", "background", "object", "high-norm", "[TTR]")
 
@@ -103,19 +105,9 @@ def _position_columns(model_info: Any, position: int, length: int) -> dict:
     return {"position": position, "token": name}
 
 
-def _installed(intervention: Any, model: Any, images: Any, batch_size: int):
-    """The interventions a probe may run under, and their prepared state (a first pass, if they need one)."""
-    if intervention is None:
-        return None, None
-    from workbench.experiment import as_intervention
-
-    intervention = as_intervention(intervention)
-    intervention.validate(model)
-    return intervention, intervention.prepare(model, images, batch_size)
-
-
 def image_attention(model: Any, images: Any, layers: Any = None, heads: Any = None, examples: int = 4,
-                    intervention: Any = None, batch_size: int = 16, progress: bool = True) -> Results:
+                    hooks: Sequence[Hook] = (), hooks_spec: dict | None = None, batch_size: int = 16,
+                    progress: bool = True) -> Results:
     """Attention received by [CLS], registers, background and object patches, per layer and head.
 
         >>> res = image_attention(model, images, layers="3-5")
@@ -126,7 +118,6 @@ def image_attention(model: Any, images: Any, layers: Any = None, heads: Any = No
     check_range("examples", examples, 0, len(images))
     layer_ids = sites.parse_layers(layers, model)
     head_ids = list(sites.parse_heads(heads, model))
-    intervention, state = _installed(intervention, model, images, batch_size)
     slot = {layer: i for i, layer in enumerate(layer_ids)}
     n_l, n_h = len(layer_ids), len(head_ids)
     acc: dict[str, dict[str, torch.Tensor]] = {}
@@ -140,7 +131,7 @@ def image_attention(model: Any, images: Any, layers: Any = None, heads: Any = No
         entry["sum"][i] += (values * weight[:, None]).sum(0).double().cpu()
         entry["n"][i] += float(weight.sum())
 
-    def on_pattern(layer: int, pattern: torch.Tensor, batch: Batch) -> None:
+    def on_pattern(layer: int, pattern: torch.Tensor, batch: PassContext) -> None:
         i = slot[layer]
         weights = pattern[:, head_ids].float()  # [b, h, q, k]
         length = weights.shape[-1]
@@ -172,10 +163,8 @@ def image_attention(model: Any, images: Any, layers: Any = None, heads: Any = No
                 example_maps["example_attention"][(image, layer)] = received[row].mean(0).cpu()
                 example_maps["example_cls_attention"][(image, layer)] = from_cls[row].mean(0).cpu()
 
-    hooks = _hooks_of(intervention, state, model)
-    with model.hooks(fwd_hooks=hooks):
-        probe_pass(model, images, [("attn.hook_pattern", on_pattern)], layer_ids, batch_size=batch_size,
-                   progress=progress, desc="image attention")
+    probe_pass(model, images, [("attn.hook_pattern", on_pattern)], layer_ids, batch_size=batch_size,
+               progress=progress, desc="image attention", hooks=hooks)
     common = {"experiment": "probe:image-attention", "model": model_info.name}
     length = maps["attention_received"].shape[-1]
     rows = []
@@ -212,23 +201,9 @@ def image_attention(model: Any, images: Any, layers: Any = None, heads: Any = No
                              "value": float(values[position]), **_position_columns(model_info, position, length),
                              **common})
     header = provenance("probe:image-attention", model, images, layers=list(layer_ids), heads=head_ids,
-                        examples=examples, intervention=intervention.spec() if intervention else None,
+                        examples=examples, intervention=hooks_spec,
                         wall_seconds=round(time.perf_counter() - started, 3))
     return Results(rows, header)
-
-
-def _hooks_of(intervention: Any, state: Any, model: Any) -> list:
-    """The hooks of an intervention that does not depend on the batch (a test-time register), for every row."""
-    if intervention is None:
-        return []
-    from interventions.base import UnitContext
-
-    if intervention.sink_aware:
-        raise InputError(f"{intervention} depends on each batch's sink positions; image probes run under "
-                         "batch-independent interventions only (test-time-register)")
-    ctx = UnitContext(model, torch.zeros(0, 0, dtype=torch.long), slice(None), torch.zeros(0, 0, dtype=torch.bool),
-                      torch.zeros(0, 0, dtype=torch.bool), state)
-    return intervention.hooks(model, ctx)
 
 
 def otsu_split(values: np.ndarray) -> tuple[float, float, float]:
@@ -251,7 +226,8 @@ def otsu_split(values: np.ndarray) -> tuple[float, float, float]:
 
 
 def patch_norms(model: Any, images: Any, layers: Any = None, rule: Any = "ratio:2", examples: int = 4,
-                bins: int = 40, intervention: Any = None, batch_size: int = 32, progress: bool = True) -> Results:
+                bins: int = 40, hooks: Sequence[Hook] = (), hooks_spec: dict | None = None, batch_size: int = 32,
+                progress: bool = True) -> Results:
     """Residual norm of every token per layer: maps, histograms, high-norm fractions and two-population tests.
 
         >>> res = patch_norms(model, images, rule="abs:150")             # Darcet et al.'s DINOv2 threshold
@@ -265,22 +241,20 @@ def patch_norms(model: Any, images: Any, layers: Any = None, rule: Any = "ratio:
     check_range("examples", examples, 0, len(images))
     check_range("histogram bins", bins, 2, 1000)
     layer_ids = sites.parse_layers(layers, model)
-    intervention, state = _installed(intervention, model, images, batch_size)
     rows_, cols_ = model_info.grid
     first, n_patches = model_info.n_prefix, rows_ * cols_
     slot = {layer: i for i, layer in enumerate(layer_ids)}
     norms: list[np.ndarray | None] = [None] * len(layer_ids)  # [n, T] per layer
 
-    def on_resid(layer: int, resid: torch.Tensor, batch: Batch) -> None:
+    def on_resid(layer: int, resid: torch.Tensor, batch: PassContext) -> None:
         values = resid.float().norm(dim=-1).cpu().numpy()  # [b, T']
         i = slot[layer]
         if norms[i] is None:
             norms[i] = np.zeros((len(images), values.shape[1]), dtype=np.float32)
         norms[i][batch.index] = values
 
-    with model.hooks(fwd_hooks=_hooks_of(intervention, state, model)):
-        probe_pass(model, images, [(sites.RESID_POST, on_resid)], layer_ids, batch_size=batch_size,
-                   progress=progress, desc="patch norms")
+    probe_pass(model, images, [(sites.RESID_POST, on_resid)], layer_ids, batch_size=batch_size,
+               progress=progress, desc="patch norms", hooks=hooks)
     length = norms[0].shape[1]
     masks = {k: m.numpy() for k, m in kind_masks(torch.from_numpy(images.kinds), length).items()}
     background = images.background.reshape(len(images), -1)
@@ -323,7 +297,7 @@ def patch_norms(model: Any, images: Any, layers: Any = None, rule: Any = "ratio:
             out += [{"metric": "example_norm", "image": image, "layer": layer, "value": float(layer_norms[image, p]),
                      **_position_columns(model_info, p, length), **common} for p in range(length)]
     header = provenance("probe:patch-norms", model, images, layers=list(layer_ids), rule=rule.label, bins=bins,
-                        examples=examples, intervention=intervention.spec() if intervention else None,
+                        examples=examples, intervention=hooks_spec,
                         wall_seconds=round(time.perf_counter() - started, 3))
     return Results(out, header)
 

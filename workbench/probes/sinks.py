@@ -35,7 +35,8 @@ from workbench.core.errors import InputError
 from workbench.core.modelinfo import info
 from workbench.core.results import Results, provenance
 from workbench.core.sites import SinkSpec, check_eps
-from workbench.probes._engine import Batch, per_head_rows, probe_pass
+from workbench.passes import Hook, PassContext, probe_pass
+from workbench.probes._engine import per_head_rows
 
 DEFAULT_EPS = (0.3, 0.5, 0.8)
 
@@ -52,7 +53,7 @@ def visible_keys(length: int, causal: bool, device: Any = None) -> torch.Tensor:
 
 
 def sinks(model: Any, data: Dataset, sink: Any = "bos", eps: Iterable[float] = DEFAULT_EPS, layers: Any = None,
-          batch_size: int = 8, progress: bool = True, skip_missing: bool = False) -> Results:
+          batch_size: int = 8, progress: bool = True, skip_missing: bool = False, hooks: Sequence[Hook] = ()) -> Results:
     """Sink attention of every head, sink ratios at several eps, and the last-query depth profile.
 
         >>> res = sinks(models.load("smollm2-135m"), corpus_windows(model, window=64, n_windows=32))
@@ -76,7 +77,7 @@ def sinks(model: Any, data: Dataset, sink: Any = "bos", eps: Iterable[float] = D
     n_last = torch.zeros(n_layers, dtype=torch.float64)
     uniform = {"sum": 0.0, "count": 0.0}
 
-    def on_pattern(layer: int, pattern: torch.Tensor, batch: Batch) -> None:
+    def on_pattern(layer: int, pattern: torch.Tensor, batch: PassContext) -> None:
         i = slot[layer]
         mass = (pattern.float() * batch.sink[:, None, None, :]).sum(-1)  # [b, h, q]
         queries = batch.queries[:, None, :].float()  # [b, 1, q]
@@ -95,7 +96,7 @@ def sinks(model: Any, data: Dataset, sink: Any = "bos", eps: Iterable[float] = D
             uniform["count"] += float(batch.queries.sum())
 
     probe_pass(model, data, [("attn.hook_pattern", on_pattern)], layer_ids, spec, batch_size, progress,
-               desc="sinks", auto_positions=auto_positions, skip_missing=skip_missing)
+               desc="sinks", auto_positions=auto_positions, skip_missing=skip_missing, hooks=hooks)
     if counts[0] == 0:
         raise InputError(f"sink {spec.label} occurs in none of the {len(data)} sequences (or no query sees it)")
     score = sums / counts[:, None]
@@ -145,7 +146,7 @@ def _received_attention(model: Any, data: Dataset, batch_size: int, progress: bo
     total = {"sum": torch.zeros(model_info.n_layers, length, dtype=torch.float64),
              "count": torch.zeros(length, dtype=torch.float64)}
 
-    def on_pattern(layer: int, pattern: torch.Tensor, batch: Batch) -> None:
+    def on_pattern(layer: int, pattern: torch.Tensor, batch: PassContext) -> None:
         received = pattern.float().sum(dim=(1, 2)) - torch.diagonal(pattern.float(), dim1=-2, dim2=-1).sum(1)
         total["sum"][layer] += received.double().sum(0).cpu() / model_info.n_heads
         if layer == 0:
@@ -160,7 +161,7 @@ def _received_attention(model: Any, data: Dataset, batch_size: int, progress: bo
 
 def sink_tokens(model: Any, data: Dataset, layers: Any = None, top: int = 20, min_queries: int = 8,
                 min_count: int = 3, include_first: bool = False, batch_size: int = 8,
-                progress: bool = True) -> Results:
+                progress: bool = True, hooks: Sequence[Hook] = ()) -> Results:
     """Which tokens act as sinks beyond position 0: attention received per token vs the uniform baseline.
 
         >>> sink_tokens(model, data, top=10).df[["token", "ratio_to_uniform"]]
@@ -178,12 +179,12 @@ def sink_tokens(model: Any, data: Dataset, layers: Any = None, top: int = 20, mi
     layer_ids = sites.parse_layers(layers, model)
     per_token: dict[int, dict[str, list]] = {}
 
-    def on_pattern(layer: int, pattern: torch.Tensor, batch: Batch) -> None:
+    def on_pattern(layer: int, pattern: torch.Tensor, batch: PassContext) -> None:
         weights = pattern.float()
         received = weights.sum(dim=(1, 2)) - torch.diagonal(weights, dim1=-2, dim2=-1).sum(1)  # [b, k]
         batch.scratch["received"] = batch.scratch.get("received", 0) + received / model_info.n_heads
 
-    def after(batch: Batch) -> None:
+    def after(batch: PassContext) -> None:
         length = batch.tokens.shape[1]
         positions = torch.arange(length)
         if model_info.causal:
@@ -210,7 +211,7 @@ def sink_tokens(model: Any, data: Dataset, layers: Any = None, top: int = 20, mi
                 seen_tokens.add(token)
 
     probe_pass(model, data, [("attn.hook_pattern", on_pattern)], layer_ids, SinkSpec(), batch_size, progress,
-               desc="sink tokens", after_batch=after)
+               desc="sink tokens", after_batch=after, hooks=hooks)
     if not per_token:
         raise InputError(f"no key position is seen by at least {min_queries} queries: use longer windows")
     table = []
@@ -244,7 +245,7 @@ def sink_tokens(model: Any, data: Dataset, layers: Any = None, top: int = 20, mi
 
 
 def attention_maps(model: Any, data: Dataset, layers: Any = None, heads: Any = None, batch_size: int = 8,
-                   progress: bool = True) -> Results:
+                   progress: bool = True, hooks: Sequence[Hook] = ()) -> Results:
     """Attention patterns averaged over the sequences (StreamingLLM Fig. 2): rows (layer, head, q, k, value).
     Sequences must share one length; keep T small (16-64): the table has T^2 rows per head.
 
@@ -261,11 +262,11 @@ def attention_maps(model: Any, data: Dataset, layers: Any = None, heads: Any = N
     total = torch.zeros(len(layer_ids), len(head_ids), length, length, dtype=torch.float64)
     slot = {layer: i for i, layer in enumerate(layer_ids)}
 
-    def on_pattern(layer: int, pattern: torch.Tensor, batch: Batch) -> None:
+    def on_pattern(layer: int, pattern: torch.Tensor, batch: PassContext) -> None:
         total[slot[layer]] += pattern[:, list(head_ids)].double().sum(0).cpu()
 
     probe_pass(model, data, [("attn.hook_pattern", on_pattern)], layer_ids, SinkSpec(), batch_size, progress,
-               desc="attention maps")
+               desc="attention maps", hooks=hooks)
     mean = total / len(data)
     rows = []
     for i, layer in enumerate(layer_ids):

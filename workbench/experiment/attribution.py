@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from interventions import AttentionEdit, UnitContext, ValueEdit
-from interventions.base import pattern_edits_flow, rebuild_scores
+from interventions import AttentionEdit, ValueEdit
+from interventions.mechanisms import pattern_edits_flow, rebuild_scores
 from workbench import zoo
 from workbench.core import sites
 from workbench.core.data import Dataset
@@ -29,14 +29,14 @@ from workbench.core.errors import InputError
 from workbench.core.metrics import token_nll
 from workbench.core.progress import progress_bar
 from workbench.core.results import Results, provenance
+from workbench.experiment.runner import as_intervention
+from workbench.passes import PassContext
 
 
 def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: int = 8,
                       progress: bool = True) -> Results:
     """Rows {"metric": "attribution_delta_loss", "layer", "head", "value"}: the first-order estimate of the
     change of the mean next-token loss when the intervention acts on that head alone."""
-    from workbench.experiment import as_intervention
-
     started = time.perf_counter()
     base = as_intervention(intervention)
     model_info = zoo.info(model)
@@ -61,7 +61,7 @@ def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: 
         tokens = tokens.to(device)
         spec = base.sink_spec()
         key = spec.key_mask(tokens, model)
-        ctx = UnitContext(model, tokens, slice(0, tokens.shape[0]), key, sites.query_mask(key, True), state,
+        ctx = PassContext(model, tokens, slice(0, tokens.shape[0]), key, sites.query_mask(key, True), state,
                           index=list(index))
         acts: dict[tuple[int, str], torch.Tensor] = {}
 
@@ -71,7 +71,7 @@ def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: 
                 return tensor  # returned, so the forward continues from this very tensor and its gradient exists
             return fn
 
-        hooks = [(f"blocks.{layer}.{suffix}", keep(layer, suffix)) for layer in layers for suffix in suffixes]
+        hooks = [(sites.hook(layer, suffix), keep(layer, suffix)) for layer in layers for suffix in suffixes]
         with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
             loss = token_nll(model(tokens), tokens).sum()
             grads = torch.autograd.grad(loss, [acts[(layer, "attn.hook_z")] for layer in layers])
@@ -89,7 +89,7 @@ def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: 
     return Results(rows, header)
 
 
-def _delta_z(base: Any, ctx: UnitContext, layer: int, acts: dict, model_info: Any, flows: bool) -> torch.Tensor:
+def _delta_z(base: Any, ctx: PassContext, layer: int, acts: dict, model_info: Any, flows: bool) -> torch.Tensor:
     pattern = acts[(layer, "attn.hook_pattern")].detach().float()
     raw_value = acts[(layer, "attn.hook_v")].detach().float()
     value = raw_value.repeat_interleave(model_info.group_size, dim=2) if model_info.group_size > 1 else raw_value

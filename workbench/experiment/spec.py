@@ -204,8 +204,8 @@ class RunSpec:
 
     def execute(self, progress: bool = True):
         from workbench import zoo
-        from workbench.attribution import attribution_sweep, spearman
-        from workbench.experiment import run, sweep
+        from workbench.experiment.attribution import attribution_sweep, spearman
+        from workbench.experiment.runner import run, sweep
 
         model = zoo.load(self.model, device=self.device)
         dataset = self.load_data(model)

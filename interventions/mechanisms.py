@@ -1,18 +1,12 @@
-"""The intervention protocol: small value objects that turn into TransformerLens hooks.
+"""The three mechanisms that serve the whole catalogue; a new intervention subclasses one and writes one method.
 
-    >>> from interventions import get
-    >>> iv = get("scale-sink", gamma=0.5, layers="3-10")       # validate(model) fails before any forward
-    >>> both = iv + get("zero-sink-value", layers=20)          # composition
-    >>> with workbench.hooked(model, both): logits = model(tokens)
+    >>> @register("sharpen-sink")
+    ... class SharpenSink(AttentionEdit):
+    ...     power: float = 2.0
+    ...     def edit(self, pattern, ctx, layer, scores=None):
+    ...         sharpened = pattern ** self.power
+    ...         return sharpened / sharpened.sum(-1, keepdim=True), None
 
-An intervention is a frozen dataclass: its fields are its declared parameters, its repr is readable
-(`scale-sink(gamma=0.5, layers='3-10')`), `spec()` is saved in a result's provenance and
-`from_spec` rebuilds it. It carries no model state between runs: statistics that an intervention needs
-(the means of `mean-implicit-bias`, a patch source's values) are computed by `prepare` for each run
-and handed back through the context.
-
-Three generic mechanisms serve the whole catalogue; a new intervention subclasses one of them and
-writes one method:
 - `AttentionEdit.edit(pattern, ctx, layer, scores)`: change the post-softmax pattern of the heads in
   scope (and optionally add a term to their output z). On adapters whose `hook_pattern` edits flow into
   the output (Llama, Gemma 3, the toys) the edit is applied there. The BERT adapter fires
@@ -33,67 +27,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 
+from interventions.protocol import Intervention
 from workbench.core import sites
 from workbench.core.errors import InputError, InterventionError
 from workbench.core.modelinfo import info
 from workbench.core.sites import SinkSpec
-
-CATALOGUE: dict[str, type[Intervention]] = {}
-
-Hook = tuple[str, Callable[[torch.Tensor, Any], torch.Tensor | None]]
-
-
-def register(name: str, summary: str = ""):
-    """Class decorator: add an intervention to the catalogue under `name` (then it works in the runner,
-    the CLI and TOML specs)."""
-    def wrap(cls):
-        if "__dataclass_fields__" not in cls.__dict__:  # a plain subclass: make its own fields parameters
-            cls = dataclasses.dataclass(frozen=True)(cls)
-        if name in CATALOGUE and CATALOGUE[name].__qualname__ != cls.__qualname__:
-            raise ValueError(f"intervention {name!r} is registered twice")
-        doc = (cls.__doc__ or "").strip()
-        cls.name = name
-        cls.summary = summary or (doc.splitlines()[0] if doc else name)
-        CATALOGUE[name] = cls
-        return cls
-    return wrap
-
-
-# --------------------------------------------------------------------------------------------------
-# Context of one forward pass
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class UnitContext:
-    """What an intervention's hooks see in one forward pass.
-
-    The runner may stack several interventions in one forward pass: `rows` are this one's rows of the
-    batch, `tokens`, `sink` and `queries` are already restricted to them. `state` is what `prepare`
-    computed for this run; `scratch` is shared by every hook of the forward pass.
-    """
-
-    model: Any
-    tokens: torch.Tensor  # [b, T] this unit's rows
-    rows: slice
-    sink: torch.Tensor  # [b, T] bool sink keys
-    queries: torch.Tensor  # [b, T] bool queries in scope (see workbench.core.sites.query_mask)
-    state: Any = None
-    scratch: dict = dataclasses.field(default_factory=dict)
-    index: list[int] = dataclasses.field(default_factory=list)  # dataset sequence of each row
-
-    @classmethod
-    def single(cls, model: Any, tokens: torch.Tensor, sink: Any = "bos", state: Any = None,
-               auto_positions: Any = None) -> UnitContext:
-        spec = SinkSpec.parse(sink)
-        key = spec.key_mask(tokens, model, auto_positions)
-        return cls(model, tokens, slice(0, tokens.shape[0]), key, sites.query_mask(key, info(model).causal), state,
-                   index=list(range(tokens.shape[0])))
+from workbench.passes import Hook, PassContext
 
 
 def pattern_edits_flow(model: Any) -> bool:
@@ -118,128 +61,6 @@ def pattern_edits_flow(model: Any) -> bool:
 def _check_finite(tensor: torch.Tensor, who: Intervention, where: str) -> None:
     if not torch.isfinite(tensor).all():
         raise InterventionError(f"intervention {who} produced NaN/inf at {where}; check its parameters")
-
-
-# --------------------------------------------------------------------------------------------------
-# The protocol
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Intervention:
-    """Base of every intervention (see the module docstring)."""
-
-    name: ClassVar[str] = "intervention"
-    summary: ClassVar[str] = ""
-    causal_only: ClassVar[bool] = False  # needs a causal mask (refused on encoders)
-    sink_aware: ClassVar[bool] = False  # uses the sink key / query masks
-    changes_length: ClassVar[bool] = False  # adds positions (a test-time register): runs alone, not composed
-
-    def validate(self, model: Any) -> None:
-        """Raise InputError for parameters that do not fit this model; runs before any forward pass."""
-        model_info = info(model)
-        if self.causal_only and not model_info.causal:
-            kind = "image model" if model_info.is_image else "encoder"
-            raise InputError(f"{self} needs a causal mask; {model_info.name} is a bidirectional {kind}")
-
-    def prepare(self, model: Any, data: Any, batch_size: int = 8, progress: bool = False) -> Any:
-        """Statistics this intervention needs from the evaluated data (a first, read-only pass); default none."""
-        return None
-
-    def hooks(self, model: Any, ctx: UnitContext) -> list[Hook]:
-        raise NotImplementedError
-
-    def prepare_key(self) -> str:
-        """Interventions with equal keys share one `prepare` pass within a run (override to ignore
-        parameters that do not change the statistics)."""
-        import json
-
-        return json.dumps(self.spec(), sort_keys=True, default=str)
-
-    def sink_spec(self) -> SinkSpec:
-        return SinkSpec.parse(getattr(self, "sink", "bos"))
-
-    # -- value-object behaviour --------------------------------------------------------------------
-    def spec(self) -> dict:
-        """Every declared parameter (defaults included), JSON-ready: what provenance records."""
-        out: dict[str, Any] = {"name": self.name}
-        for field in dataclasses.fields(self):
-            if field.compare and field.init:
-                value = getattr(self, field.name)
-                out[field.name] = list(value) if isinstance(value, tuple) else value
-        return out
-
-    def __str__(self) -> str:
-        """`name(non-default parameters)`, or just `name` when every parameter has its default."""
-        shown = []
-        for field in dataclasses.fields(self):
-            if field.compare and field.init:
-                value = getattr(self, field.name)
-                default = field.default if field.default is not dataclasses.MISSING else None
-                if value != default:
-                    shown.append(f"{field.name}={value!r}")
-        return f"{self.name}({', '.join(shown)})" if shown else self.name
-
-    __repr__ = __str__
-
-    def __add__(self, other: Intervention) -> Compose:
-        if not isinstance(other, Intervention):
-            return NotImplemented
-        left = self.members if isinstance(self, Compose) else (self,)
-        right = other.members if isinstance(other, Compose) else (other,)
-        return Compose(left + right)
-
-    def scoped(self, **changes: Any) -> Intervention:
-        """The same intervention with some parameters replaced (sweeps use it for layer/head scopes)."""
-        return dataclasses.replace(self, **changes)
-
-
-@dataclasses.dataclass(frozen=True)
-class Compose(Intervention):
-    """Several interventions applied together, in order (`a + b`)."""
-
-    members: tuple[Intervention, ...] = ()
-    name: ClassVar[str] = "compose"
-
-    def validate(self, model: Any) -> None:
-        if not self.members:
-            raise InputError("an empty composition")
-        growing = [m for m in self.members if m.changes_length]
-        if growing:
-            raise InputError(f"{growing[0]} adds positions to the sequence, so it cannot be composed with other "
-                             "interventions (their masks are for the original positions); run it on its own")
-        for member in self.members:
-            member.validate(model)
-
-    def prepare(self, model: Any, data: Any, batch_size: int = 8, progress: bool = False) -> Any:
-        return [m.prepare(model, data, batch_size, progress) for m in self.members]
-
-    def hooks(self, model: Any, ctx: UnitContext) -> list[Hook]:
-        out: list[Hook] = []
-        states = ctx.state or [None] * len(self.members)
-        for member, state in zip(self.members, states):
-            member_ctx = dataclasses.replace(ctx, state=state)
-            if member.sink_aware and member.sink_spec() != SinkSpec():
-                spec = member.sink_spec()
-                key = spec.key_mask(ctx.tokens, model)
-                member_ctx = dataclasses.replace(member_ctx, sink=key, queries=sites.query_mask(key, info(model).causal))
-            out += member.hooks(model, member_ctx)
-        return out
-
-    def spec(self) -> dict:
-        return {"name": "compose", "members": [m.spec() for m in self.members]}
-
-    def __str__(self) -> str:
-        return " + ".join(str(m) for m in self.members)
-
-    __repr__ = __str__
-
-
-@register("none", "no intervention: the baseline (reproduces the model's logits exactly)")
-@dataclasses.dataclass(frozen=True)
-class Identity(Intervention):
-    def hooks(self, model: Any, ctx: UnitContext) -> list[Hook]:
-        return []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,13 +111,13 @@ class AttentionEdit(Scoped):
 
     needs_scores: ClassVar[bool] = False
 
-    def edit(self, pattern: torch.Tensor, ctx: UnitContext, layer: int,
+    def edit(self, pattern: torch.Tensor, ctx: PassContext, layer: int,
              scores: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """pattern [b, h, q, k] (this unit's rows, heads in scope) -> (new pattern or None,
         extra term added to z [b, q, h, d_head] or None)."""
         raise NotImplementedError
 
-    def hooks(self, model: Any, ctx: UnitContext) -> list[Hook]:
+    def hooks(self, model: Any, ctx: PassContext) -> list[Hook]:
         heads = list(self.head_ids(model))
         out: list[Hook] = []
         flows = pattern_edits_flow(model)
@@ -310,7 +131,7 @@ def _covers(tensor: torch.Tensor, rows: slice, heads: list[int], head_dim: int) 
     return rows.start == 0 and rows.stop == tensor.shape[0] and heads == list(range(tensor.shape[head_dim]))
 
 
-def _flowing_hooks(edit: AttentionEdit, model: Any, ctx: UnitContext, layer: int, heads: list[int]) -> list[Hook]:
+def _flowing_hooks(edit: AttentionEdit, model: Any, ctx: PassContext, layer: int, heads: list[int]) -> list[Hook]:
     rows = ctx.rows
     key = ("edit", id(edit), id(ctx), layer)
 
@@ -361,7 +182,7 @@ def rebuild_scores(q: torch.Tensor, k: torch.Tensor, causal: bool) -> torch.Tens
     return scores
 
 
-def _rebuilt_hooks(edit: AttentionEdit, model: Any, ctx: UnitContext, layer: int, heads: list[int]) -> list[Hook]:
+def _rebuilt_hooks(edit: AttentionEdit, model: Any, ctx: PassContext, layer: int, heads: list[int]) -> list[Hook]:
     """For adapters whose hook_pattern cannot be edited: rebuild the pattern from q and k at hook_z and
     apply z += (A' - A) v (+ the edit's extra term). Edits of several interventions on one layer chain
     through the shared scratch (each sees the pattern the previous one produced)."""
@@ -400,7 +221,7 @@ def _rebuilt_hooks(edit: AttentionEdit, model: Any, ctx: UnitContext, layer: int
         out[rows, :, heads] += delta.to(out.dtype)
         return out
 
-    return [(f"blocks.{layer}.attn.hook_q", keep("q")), (f"blocks.{layer}.attn.hook_k", keep("k")),
+    return [(sites.q(layer), keep("q")), (sites.k(layer), keep("k")),
             (sites.v(layer), keep("v")), (sites.z(layer), on_z)]
 
 
@@ -414,16 +235,16 @@ class ValueEdit(Scoped):
 
     all_queries: ClassVar[bool] = False
 
-    def edit_positions(self, ctx: UnitContext) -> torch.Tensor:
+    def edit_positions(self, ctx: PassContext) -> torch.Tensor:
         """[b, T] bool: the key positions whose values are edited (default: the sink keys)."""
         return ctx.sink
 
-    def new_values(self, values: torch.Tensor, ctx: UnitContext, layer: int, where: torch.Tensor) -> torch.Tensor:
+    def new_values(self, values: torch.Tensor, ctx: PassContext, layer: int, where: torch.Tensor) -> torch.Tensor:
         """values [b, T, kv, d] (this unit's rows) -> the edited values at every position (only `where` and the
         KV heads serving the heads in scope are used)."""
         raise NotImplementedError
 
-    def hooks(self, model: Any, ctx: UnitContext) -> list[Hook]:
+    def hooks(self, model: Any, ctx: PassContext) -> list[Hook]:
         model_info = info(model)
         heads = self.head_ids(model)
         group = model_info.group_size
@@ -476,7 +297,7 @@ class ValueEdit(Scoped):
             if flows:
                 out.append((sites.pattern(layer), on_pattern))
             else:
-                out += [(f"blocks.{layer}.attn.hook_q", keep("q")), (f"blocks.{layer}.attn.hook_k", keep("k"))]
+                out += [(sites.q(layer), keep("q")), (sites.k(layer), keep("k"))]
             out.append((sites.z(layer), on_z))
         return out
 
@@ -486,15 +307,15 @@ class ResidualEdit(Intervention):
     """Change the residual stream after a block (`blocks.{l}.hook_resid_post`); subclasses implement
     `edit_residual`."""
 
-    layer: Any = None
+    layers: Any = None
 
     def target_layers(self, model: Any, state: Any) -> tuple[int, ...]:
-        return sites.parse_layers(self.layer, model)
+        return sites.parse_layers(self.layers, model)
 
-    def edit_residual(self, resid: torch.Tensor, ctx: UnitContext, layer: int) -> torch.Tensor:
+    def edit_residual(self, resid: torch.Tensor, ctx: PassContext, layer: int) -> torch.Tensor:
         raise NotImplementedError
 
-    def hooks(self, model: Any, ctx: UnitContext) -> list[Hook]:
+    def hooks(self, model: Any, ctx: PassContext) -> list[Hook]:
         rows = ctx.rows
         out: list[Hook] = []
         for layer in self.target_layers(model, ctx.state):

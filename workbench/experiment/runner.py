@@ -31,36 +31,18 @@ from typing import Any
 
 import torch
 
-from interventions import Identity, Intervention, UnitContext, from_spec, parse
-from workbench import zoo
+from interventions import Identity, Intervention, from_spec, parse
 from workbench.core import sites
 from workbench.core.data import Dataset
 from workbench.core.errors import InputError, InterventionError
-from workbench.core.metrics import (
-    Reference,
-    SequenceStats,
-    embedding_cosine,
-    kl_per_token,
-    logit_diff,
-    mean_pooled,
-    token_nll,
-    top1_agreement,
-)
+from workbench.core.metrics import SequenceStats
+from workbench.core.modelinfo import info
 from workbench.core.progress import progress_bar
 from workbench.core.results import Results, ResultStore, provenance
+from workbench.experiment.scoring import scorer_for
+from workbench.passes import Hook, PassContext, device_of
 
-CAUSAL_DEFAULT = ("loss", "delta_loss", "kl", "top1_agreement")
-ENCODER_DEFAULT = ("embedding_cosine", "embedding_change")
-CLASSIFIER_DEFAULT = ("accuracy", "delta_accuracy", "logit_change", "kl", "top1_agreement")
-CAUSAL_ONLY = {"loss", "perplexity", "delta_loss", "kl", "top1_agreement", "logit_diff"}
-CLASSIFIER_METRICS = set(CLASSIFIER_DEFAULT)
-ENCODER_METRICS = set(ENCODER_DEFAULT)
-KNOWN = CAUSAL_ONLY | ENCODER_METRICS | CLASSIFIER_METRICS
 _LOGIT_CACHE_BYTES = 768 * 2**20
-
-
-def _device(model: Any) -> torch.device:
-    return next(model.parameters()).device
 
 
 def as_intervention(item: Intervention | str | dict) -> Intervention:
@@ -73,45 +55,13 @@ def as_intervention(item: Intervention | str | dict) -> Intervention:
     raise InputError(f"not an intervention: {item!r}")
 
 
-def check_metrics(model_info: Any, metrics: Sequence[str] | None, logit_pair: Any) -> tuple[str, ...]:
-    """The metrics to compute; refuse the ones that mean nothing for this model."""
-    classifier = model_info.family == "image-classifier"
-    if metrics is None:
-        chosen = list(CLASSIFIER_DEFAULT if classifier else CAUSAL_DEFAULT if model_info.causal else ENCODER_DEFAULT)
-        if logit_pair is not None and model_info.causal:
-            chosen.append("logit_diff")
-        return tuple(chosen)
-    unknown = [m for m in metrics if m not in KNOWN]
-    if unknown:
-        raise InputError(f"unknown metric {unknown[0]!r}: use {', '.join(sorted(KNOWN))}")
-    if classifier:
-        meaningless = [m for m in metrics if m not in CLASSIFIER_METRICS]
-        if meaningless:
-            raise InputError(f"metric {meaningless[0]!r} means nothing on {model_info.name}, an image classifier: "
-                             f"use {', '.join(CLASSIFIER_DEFAULT)}")
-    elif not model_info.causal:
-        meaningless = [m for m in metrics if m not in ENCODER_METRICS]
-        if meaningless:
-            what = "an image encoder without a classifier head" if model_info.is_image else \
-                "an encoder whose MLM head is not trained (random)"
-            raise InputError(f"metric {meaningless[0]!r} means nothing on {model_info.name}: {what}; use "
-                             "embedding_cosine or embedding_change")
-    else:
-        meaningless = [m for m in metrics if m in CLASSIFIER_METRICS - CAUSAL_ONLY]
-        if meaningless:
-            raise InputError(f"metric {meaningless[0]!r} is for image classifiers; {model_info.name} is a causal LM")
-    if "logit_diff" in metrics and logit_pair is None:
-        raise InputError("metric logit_diff needs a token pair (logit_pair=(a, b) / --logit-pair A B)")
-    return tuple(metrics)
-
-
 def resolve_pair(model: Any, pair: Any) -> tuple[int, int] | None:
     """A token pair given as ids or as strings (each must be one token) -> two ids."""
     if pair is None:
         return None
     if len(pair) != 2:
         raise InputError(f"a logit pair needs exactly two tokens, got {pair!r}")
-    model_info = zoo.info(model)
+    model_info = info(model)
     out = []
     for item in pair:
         if isinstance(item, int) or (isinstance(item, str) and item.isdigit()):
@@ -130,7 +80,7 @@ def resolve_pair(model: Any, pair: Any) -> tuple[int, int] | None:
 
 @contextlib.contextmanager
 def hooked(model: Any, intervention: Intervention | str, tokens: torch.Tensor, data: Dataset | None = None,
-           state: Any = None) -> Iterator[UnitContext]:
+           state: Any = None) -> Iterator[PassContext]:
     """Run the model under one intervention, baukit-style.
 
         >>> with hooked(model, "mask-sink", tokens):
@@ -143,9 +93,28 @@ def hooked(model: Any, intervention: Intervention | str, tokens: torch.Tensor, d
     intervention.validate(model)
     if state is None and data is not None:
         state = intervention.prepare(model, data)
-    ctx = UnitContext.single(model, tokens, intervention.sink_spec() if intervention.sink_aware else "bos", state)
+    ctx = PassContext.of(model, tokens, intervention.sink_spec() if intervention.sink_aware else "bos", state)
     with model.hooks(fwd_hooks=intervention.hooks(model, ctx)):
         yield ctx
+
+
+def batch_hooks(model: Any, intervention: Intervention | str | dict | None, data: Any,
+                batch_size: int = 8) -> tuple[list[Hook], dict | None]:
+    """The hooks of an intervention that depends on no batch (a test-time register), ready for a probe's
+    `hooks=`, and its spec for the probe's provenance; (no hooks, None) for no intervention.
+
+        >>> hooks, spec = batch_hooks(model, "test-time-register", images)
+        >>> probes.image_attention(model, images, hooks=hooks, hooks_spec=spec)
+    """
+    if intervention is None:
+        return [], None
+    intervention = as_intervention(intervention)
+    intervention.validate(model)
+    if intervention.sink_aware:
+        raise InputError(f"{intervention} depends on each batch's sink positions; image probes run under "
+                         "batch-independent interventions only (test-time-register)")
+    state = intervention.prepare(model, data, batch_size)
+    return intervention.hooks(model, PassContext.batch_independent(model, state)), intervention.spec()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -168,84 +137,15 @@ class _Accumulator:
         self.stats[metric] = self.stats[metric] + value if metric in self.stats else value
 
 
-def _outputs(model: Any, inputs: torch.Tensor, family: str, hooks: list) -> torch.Tensor:
-    """Logits [b, T, V] for a causal LM, [b, classes] for an image classifier; the final residual stream
-    [b, T, d] for an encoder."""
-    if family in ("causal-lm", "image-classifier"):
-        with model.hooks(fwd_hooks=hooks):
-            return model(inputs)
-    final = {}
-    last = f"blocks.{zoo.info(model).n_layers - 1}.hook_resid_post"
-
-    def grab(tensor: torch.Tensor, hook: Any) -> None:
-        final["resid"] = tensor
-
-    with model.hooks(fwd_hooks=hooks + [(last, grab)]):
-        model(inputs)
-    return final["resid"]
-
-
 def _labels(data: Any, index: Sequence[int]) -> torch.Tensor | None:
     """Class labels of these rows: image sets carry them (`ImageSet.labels`); token datasets have none."""
     labels = getattr(data, "labels", None)
     return None if labels is None else torch.as_tensor(labels[list(index)])
 
 
-def _baseline_stats(out: torch.Tensor, tokens: torch.Tensor, family: str, pair: Any,
-                    labels: torch.Tensor | None = None) -> dict[str, SequenceStats]:
-    if family == "image-classifier":
-        if labels is None:
-            return {}
-        return {"accuracy": SequenceStats.from_sequences((out.argmax(-1) == labels.to(out.device)).float())}
-    if family != "causal-lm":
-        return {}
-    stats = {"loss": SequenceStats.from_tokens(token_nll(out, tokens))}
-    if pair is not None:
-        stats["logit_diff"] = SequenceStats.from_sequences(logit_diff(out, pair))
-    return stats
-
-
-def _classifier_stats(out: torch.Tensor, base: torch.Tensor, labels: torch.Tensor | None,
-                      base_stats: dict[str, SequenceStats]) -> dict[str, SequenceStats]:
-    """Per image: KL and top-1 agreement with the baseline's class distribution, the change of the logit of
-    the true class (of the baseline's prediction when there are no labels), accuracy and its change."""
-    target = (labels.to(out.device) if labels is not None else base.argmax(-1))[:, None]
-    change = (out.float().gather(-1, target) - base.float().gather(-1, target)).squeeze(-1)
-    stats = {"kl": SequenceStats.from_sequences(kl_per_token(base, out)),
-             "top1_agreement": SequenceStats.from_sequences(top1_agreement(base, out)),
-             "logit_change": SequenceStats.from_sequences(change)}
-    if labels is not None:
-        correct = SequenceStats.from_sequences((out.argmax(-1) == target[:, 0]).float())
-        stats["accuracy"] = correct
-        stats["delta_accuracy"] = correct.paired_minus(base_stats["accuracy"])
-    return stats
-
-
-def _unit_stats(out: torch.Tensor, base: torch.Tensor, tokens: torch.Tensor, family: str, pair: Any,
-                base_stats: dict[str, SequenceStats], labels: torch.Tensor | None,
-                reference: Reference | None) -> dict[str, SequenceStats]:
-    """Metrics of one intervened output; `reference` (causal LMs) holds the baseline's distributions."""
-    if family == "image-classifier":
-        return _classifier_stats(out, base, labels, base_stats)
-    if family != "causal-lm":
-        pooled, pooled_base = mean_pooled(out), mean_pooled(base)
-        change = (pooled - pooled_base).norm(dim=-1) / pooled_base.norm(dim=-1)
-        return {"embedding_cosine": SequenceStats.from_sequences(embedding_cosine(pooled_base, pooled)),
-                "embedding_change": SequenceStats.from_sequences(change)}
-    nll, kl, agree = reference.compare(out, tokens)
-    loss = SequenceStats.from_tokens(nll)
-    stats = {"loss": loss, "delta_loss": loss.paired_minus(base_stats["loss"]),
-             "kl": SequenceStats.from_tokens(kl), "top1_agreement": SequenceStats.from_tokens(agree)}
-    if pair is not None:
-        diff = SequenceStats.from_sequences(logit_diff(out, pair))
-        stats["logit_diff"] = diff
-        stats["delta_logit_diff"] = diff.paired_minus(base_stats["logit_diff"])
-    return stats
-
-
 def _first_nonfinite_layer(model: Any, unit: Unit, tokens: torch.Tensor, inputs: torch.Tensor, state: Any) -> int | None:
     """Re-run one intervention alone and report the first block whose residual stream is not finite."""
-    model_info = zoo.info(model)
+    model_info = info(model)
     seen: list[int] = []
 
     def check(layer: int):
@@ -254,7 +154,7 @@ def _first_nonfinite_layer(model: Any, unit: Unit, tokens: torch.Tensor, inputs:
                 seen.append(layer)
         return fn
 
-    ctx = UnitContext.single(model, tokens, unit.intervention.sink_spec(), state)
+    ctx = PassContext.of(model, tokens, unit.intervention.sink_spec(), state)
     hooks = unit.intervention.hooks(model, ctx) + [(sites.resid(layer), check(layer))
                                                    for layer in range(model_info.n_layers)]
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
@@ -276,10 +176,10 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
     interventions are stacked; with `out`, results are journaled every `units_per_chunk` interventions.
     """
     started = time.perf_counter()
-    model_info = zoo.info(model)
-    family = model_info.family
-    chosen = check_metrics(model_info, metrics, logit_pair)
-    if family == "image-classifier" and getattr(data, "labels", None) is None:
+    model_info = info(model)
+    scorer = scorer_for(model_info)
+    chosen = scorer.check(metrics, logit_pair)
+    if model_info.family == "image-classifier" and getattr(data, "labels", None) is None:
         if metrics is not None and {"accuracy", "delta_accuracy"} & set(chosen):
             raise InputError("metric accuracy needs class labels; these images have none (give labels=)")
         chosen = tuple(m for m in chosen if m not in ("accuracy", "delta_accuracy"))
@@ -300,7 +200,7 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
                 "metrics": list(chosen), "seed": seed, "logit_pair": list(pair) if pair else None}
     store = ResultStore(out, identity, resume=resume) if out is not None else None
     todo = [u for u in units if store is None or not store.done(u.key)]
-    device = _device(model)
+    device = device_of(model)
     states = dict(states or {})
     prepared_info = {}
     shared: dict[str, Any] = {}
@@ -310,8 +210,9 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
             if key not in shared:
                 shared[key] = unit.intervention.prepare(model, data, batch_size, progress)
             states[unit.key] = shared[key]
-        if isinstance(states[unit.key], dict) and "layer" in states[unit.key] and "dims" in states[unit.key]:
-            prepared_info[unit.key] = {"layer": states[unit.key]["layer"], "dims": states[unit.key]["dims"]}
+        described = unit.intervention.describe_state(states[unit.key])
+        if described is not None:
+            prepared_info[unit.key] = described
 
     batches = [(index, tokens, data.model_inputs(index, tokens)) for index, tokens in data.batches(batch_size)]
     for unit in todo:  # data-dependent checks (sink positions, tokens present) also before any forward pass
@@ -335,7 +236,7 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
         if b in baseline_cache:
             return baseline_cache[b]
         with torch.no_grad():
-            output = _outputs(model, inputs, family, [])
+            output = scorer.outputs(model, inputs, [])
         next(bar, None)
         if not torch.isfinite(output).all():
             raise InterventionError(f"the baseline forward pass of {model_info.name} is not finite")
@@ -350,8 +251,8 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
             tokens, inputs = tokens.to(device), inputs.to(device)
             labels = _labels(data, index)
             base = baseline_output(b, inputs)
-            base_stats = _baseline_stats(base, tokens, family, pair, labels)
-            reference = Reference.of(base) if family == "causal-lm" else None
+            base_stats = scorer.baseline(base, tokens, pair, labels)
+            reference = scorer.reference(base)
             if not baseline_done:
                 for metric, value in base_stats.items():
                     baseline.add(metric, value)
@@ -363,12 +264,12 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
                 for j, unit in enumerate(stacked):
                     spec = unit.intervention.sink_spec()
                     key = spec.key_mask(tokens, model)
-                    ctx = UnitContext(model, tokens, slice(j * n, (j + 1) * n), key,
+                    ctx = PassContext(model, tokens, slice(j * n, (j + 1) * n), key,
                                       sites.query_mask(key, model_info.causal), states.get(unit.key), scratch,
                                       index=list(index))
                     hooks += unit.intervention.hooks(model, ctx)
                 with torch.no_grad():
-                    output = _outputs(model, big, family, hooks)
+                    output = scorer.outputs(model, big, hooks)
                 next(bar, None)
                 for j, unit in enumerate(stacked):
                     piece = output[j * n:(j + 1) * n]
@@ -376,8 +277,8 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
                         layer = _first_nonfinite_layer(model, unit, tokens, inputs, states.get(unit.key))
                         where = f" (first non-finite residual stream after layer {layer})" if layer is not None else ""
                         raise InterventionError(f"intervention {unit.key} produced NaN/inf outputs{where}")
-                    for metric, value in _unit_stats(piece, base, tokens, family, pair, base_stats, labels,
-                                                          reference).items():
+                    for metric, value in scorer.unit(piece, base, tokens, pair, base_stats, labels,
+                                                     reference).items():
                         accumulators[unit.key].add(metric, value)
         baseline_done = True
         for unit in group:
@@ -388,7 +289,7 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
     if not baseline_done:  # everything was resumed: the baseline still needs its pass
         for b, (index, tokens, inputs) in enumerate(batches):
             tokens = tokens.to(device)
-            for metric, value in _baseline_stats(baseline_output(b, inputs.to(device)), tokens, family, pair,
+            for metric, value in scorer.baseline(baseline_output(b, inputs.to(device)), tokens, pair,
                                                  _labels(data, index)).items():
                 baseline.add(metric, value)
     baseline_rows = _rows("none", baseline, chosen, seed, {}, experiment)
@@ -433,7 +334,7 @@ def evaluate(model: Any, data: Dataset, batch_size: int = 8, seed: int = 0, prog
 
         >>> evaluate(zoo.load("smollm2-135m"), data).value("loss")
     """
-    model_info = zoo.info(model)
+    model_info = info(model)
     if model_info.family == "image-classifier":  # the classifier's baseline is its accuracy
         results = run(model, data, [], metrics=("accuracy",), batch_size=batch_size, seed=seed, progress=progress,
                       experiment="eval")
@@ -453,7 +354,7 @@ def evaluate(model: Any, data: Dataset, batch_size: int = 8, seed: int = 0, prog
 
 def sweep_units(model: Any, intervention: Intervention, over: str, layers: Any = None, heads: Any = None) -> list[Unit]:
     """One unit per layer (over="layer") or per (layer, head) (over="head") of an intervention's scope."""
-    model_info = zoo.info(model)
+    model_info = info(model)
     layer_ids = sites.parse_layers(layers, model)
     fields = {f.name for f in dataclasses.fields(intervention)}
     if over == "layer":
