@@ -14,11 +14,11 @@ reproduce: models
 	$(BIN)/sinkbench figures --all --model $(MODEL) --out $(OUT)
 
 test: models
-	$(BIN)/ruff check workbench interventions tests bench
+	$(BIN)/ruff check workbench interventions tests bench notebooks
 	$(BIN)/pytest -q --nbmake --nbmake-timeout=300 tests notebooks
 
 unit: setup
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q -m "not integration" tests
 
 setup: $(STAMP)
 
@@ -36,7 +36,7 @@ models: setup
 	$(BIN)/sinkbench data fetch --all
 
 lint: setup
-	$(BIN)/ruff check workbench interventions tests bench
+	$(BIN)/ruff check workbench interventions tests bench notebooks
 
 bench: models
 	$(BIN)/python bench/run_all.py

@@ -9,6 +9,14 @@ import pytest  # noqa: E402
 import workbench  # noqa: E402,F401  (sets the offline environment first)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/integration is marked `integration` (so `-m "not integration"` deselects them);
+    a conftest's module-level `pytestmark` would mark nothing."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def tiny_llama():
     from workbench import zoo

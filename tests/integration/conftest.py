@@ -4,8 +4,6 @@ import pytest
 
 from workbench import zoo
 
-pytestmark = pytest.mark.integration
-
 
 def bundled(name: str):
     if not zoo.is_cached(name):
