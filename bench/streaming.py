@@ -8,8 +8,10 @@ What is timed (each reads the same tokens and computes every next-token NLL):
 - hf-decode: `zoo.hf_reference` (plain transformers, eager attention), one token per call through a
   DynamicCache that keeps everything: the 50-65 ms/token the issue quotes;
 - hf-blocks: the same model fed `--chunk`-token blocks through a DynamicCache (dense, no eviction);
-- exact: `streaming.stream_nll(..., Sinks(4, W), fast=False)`: token by token, pruned before each token;
-- fast: the same policy on the chunked banded path; its max |NLL - exact| is printed too.
+- exact: `streaming.stream_nll(..., Sinks(4, W), fast=False)`: token by token, pruned before each token
+  (workbench/streaming/exact.py);
+- fast: the same policy on the chunked banded path (workbench/streaming/banded.py); its max and mean
+  |NLL - exact| and both perplexities are printed too.
 Benchmarks report; they are not tests. A shared 2-core VM is noisy (and torch's 2 threads collapse when
 other jobs hold the cores: compare OMP_NUM_THREADS=1): the load average is printed with the numbers.
 """
@@ -72,7 +74,8 @@ def main() -> None:
     base = next(iter(rates.values()))
     for name, rate in rates.items():
         print(f"  {name:<52} {rate:8.1f} tok/s  {1000 / rate:7.2f} ms/token  x{rate / base:6.2f} vs hf-decode")
-    print(f"  fast vs exact: max |NLL difference| {np.abs(fast.nll - exact.nll).max():.2e} nats; perplexity "
+    difference = np.abs(fast.nll - exact.nll)
+    print(f"  fast vs exact: max |NLL difference| {difference.max():.2e} nats, mean {difference.mean():.2e}; perplexity "
           f"{np.exp(exact.nll.mean()):.4f} (exact) vs {np.exp(fast.nll.mean()):.4f} (fast); "
           f"load average now {os.getloadavg()[0]:.2f}")
 

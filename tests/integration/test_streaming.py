@@ -33,7 +33,7 @@ def test_fast_path_matches_token_by_token_cache(smollm2, emma):
 def test_keeping_four_sinks_rescues_window_attention(smollm2, emma):
     """Xiao Table 1 in small: once the first tokens leave a 64-token cache, window attention degrades
     (measured ~250 vs ~43 over 2k tokens); keeping 4 sinks stays near dense."""
-    results = streaming.run(smollm2, emma, [Window(64), Sinks(4, 64), Dense()], progress=False)
+    results = streaming.stream_policies(smollm2, emma, [Window(64), Sinks(4, 64), Dense()], progress=False)
     window = results.value("perplexity", policy="window")
     sinks = results.value("perplexity", policy="sinks")
     dense = results.value("perplexity", policy="dense")

@@ -113,9 +113,9 @@ def test_fast_path_matches_the_exact_path(tiny_llama, ids, policy):
         assert np.abs(exact.nll[scored] - fast.nll[scored]).max() <= FAST_VS_EXACT_ATOL, chunk
 
 
-def test_run_reads_the_common_prefix_once_without_changing_any_number(tiny_llama, ids):
+def test_stream_policies_reads_the_common_prefix_once_without_changing_any_number(tiny_llama, ids):
     policies = [Window(16), Sinks(2, 16), Sinks(4, 40), Sinks(4, 40, "newline"), Dense()]
-    results = streaming.run(tiny_llama, ids, policies, chunk=16, progress=False)
+    results = streaming.stream_policies(tiny_llama, ids, policies, chunk=16, progress=False)
     assert results.provenance["shared_prefix_tokens"] == 40  # tokens 0..39: no policy evicts before
     for policy in policies:
         alone = stream_nll(tiny_llama, ids, policy, fast=False, progress=False)
@@ -169,7 +169,7 @@ def test_strided_recompute_only_changes_predictions_past_the_first_window(tiny_l
 
 
 def test_a_user_policy_in_a_few_lines_runs_on_the_exact_path(tiny_llama, ids):
-    results = streaming.run(tiny_llama, ids, [KeepTopAttended(24), Window(24)], progress=False)
+    results = streaming.stream_policies(tiny_llama, ids, [KeepTopAttended(24), Window(24)], progress=False)
     custom = results.filter(metric="perplexity", policy="top-attended").rows[0]
     assert custom["path"] == "exact"  # no band(): the fast path cannot express it, so it falls back
     assert custom["cache_entries_max"] == 24 and custom["window"] == 24
@@ -236,38 +236,38 @@ def test_bad_policy_parameters_are_clear_errors(make, message):
 
 def test_text_shorter_than_the_window_is_an_error(tiny_llama, ids):
     with pytest.raises(InputError, match="not longer than the cache"):
-        streaming.run(tiny_llama, ids[:50], [Sinks(4, 64)], progress=False)
+        streaming.stream_policies(tiny_llama, ids[:50], [Sinks(4, 64)], progress=False)
 
 
 def test_window_beyond_the_context_and_dense_beyond_the_context_are_errors(tiny_llama):
     long = np.full(300, 50)
     with pytest.raises(InputError, match="allowed 1..256"):
-        streaming.run(tiny_llama, long, [Window(300)], progress=False)
+        streaming.stream_policies(tiny_llama, long, [Window(300)], progress=False)
     with pytest.raises(InputError, match="beyond the context"):
-        streaming.run(tiny_llama, long, [Dense()], progress=False)
+        streaming.stream_policies(tiny_llama, long, [Dense()], progress=False)
 
 
 def test_learned_absolute_positions_are_refused_for_cache_policies(tiny_llama, monkeypatch, ids):
     absolute = dataclasses.replace(tiny_llama.sinkbench, positional="absolute")
     monkeypatch.setattr(tiny_llama, "sinkbench", absolute)
     with pytest.raises(InputError, match="learned absolute positions.*recompute"):
-        streaming.run(tiny_llama, ids, [Sinks(4, 16)], progress=False)
-    results = streaming.run(tiny_llama, ids, [Recompute(16)], progress=False)  # re-encoding works on any causal LM
+        streaming.stream_policies(tiny_llama, ids, [Sinks(4, 16)], progress=False)
+    results = streaming.stream_policies(tiny_llama, ids, [Recompute(16)], progress=False)  # re-encoding works on any causal LM
     assert results.value("perplexity", policy="recompute") > 1
 
 
 def test_gemma3_and_encoders_are_refused(tiny_gemma, tiny_bert, ids):
     with pytest.raises(InputError, match="sliding-window"):
-        streaming.run(tiny_gemma, ids, [Sinks(4, 16)], progress=False)
+        streaming.stream_policies(tiny_gemma, ids, [Sinks(4, 16)], progress=False)
     with pytest.raises(InputError, match="encoder"):
-        streaming.run(tiny_bert, ids, [Sinks(4, 16)], progress=False)
+        streaming.stream_policies(tiny_bert, ids, [Sinks(4, 16)], progress=False)
 
 
 # -- results, CLI, figures --------------------------------------------------------------------------
 
 
 def test_rows_state_both_conventions_and_carry_the_curve(tiny_llama, ids):
-    results = streaming.run(tiny_llama, ids, [Sinks(4, 16), Dense()], curve_bin=10, progress=False)
+    results = streaming.stream_policies(tiny_llama, ids, [Sinks(4, 16), Dense()], curve_bin=10, progress=False)
     row = results.filter(metric="perplexity", policy="sinks").rows[0]
     assert (row["sinks"], row["window"], row["recent"], row["cache_size"]) == (4, 16, 12, 16)
     nll = results.filter(metric="nll", policy="sinks").df
@@ -292,12 +292,12 @@ def test_a_killed_sweep_resumes_from_its_journal(tiny_llama, ids, tmp_path, monk
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(streaming, "stream_nll", dies_on_the_second)
+    monkeypatch.setattr("workbench.streaming.run.stream_nll", dies_on_the_second)
     with pytest.raises(KeyboardInterrupt):
-        streaming.run(tiny_llama, ids, policies, out=out, progress=False)
+        streaming.stream_policies(tiny_llama, ids, policies, out=out, progress=False)
     calls.clear()
-    monkeypatch.setattr(streaming, "stream_nll", lambda *a, **k: (calls.append(a[2]), real(*a, **k))[1])
-    results = streaming.run(tiny_llama, ids, policies, out=out, progress=False)
+    monkeypatch.setattr("workbench.streaming.run.stream_nll", lambda *a, **k: (calls.append(a[2]), real(*a, **k))[1])
+    results = streaming.stream_policies(tiny_llama, ids, policies, out=out, progress=False)
     assert calls == [Sinks(4, 16)]  # the finished window run was not recomputed
     assert set(Results.load(out).df["policy"]) == {"window", "sinks"} == set(results.df["policy"])
 
@@ -348,9 +348,9 @@ def test_stream_help_has_an_example(capsys):
 
 
 def test_figure_recipes_draw_the_table_and_the_curves(fake_corpus, tmp_path):
-    from workbench import figures
+    from workbench import gallery
 
-    done = figures.build(["streaming-sinks", "streaming-curves"], out=tmp_path, model="tiny-llama", quick=True,
+    done = gallery.build(["streaming-sinks", "streaming-curves"], out=tmp_path, model="tiny-llama", quick=True,
                          log=lambda _: None)
     assert [d["name"] for d in done] == ["streaming-sinks", "streaming-curves"]
     import pandas as pd
