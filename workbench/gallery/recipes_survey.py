@@ -1,18 +1,17 @@
 """Survey-figure recipes for language models: the Interpretation axis (where attention goes, massive
 activations, norms, the implicit bias) and its causal tests.
 
-Each recipe = an experiment (compute, cached) + a plot function + a caption naming the paper and
-figure it reproduces and the model and text it ran on.
+Each recipe = an experiment (compute, cached) + a plot from `workbench.plots` + a caption naming the paper
+and figure it reproduces and the model and text it ran on.
 """
 
 from __future__ import annotations
 
-from workbench import probes
+from workbench import plots, probes
 from workbench.core import data
 from workbench.core.results import Results
-from workbench.experiment import run, sweep
-from workbench.figures import plots
-from workbench.figures.registry import FigureContext, recipe
+from workbench.experiment import attribution_sweep, run, sweep
+from workbench.gallery.registry import FigureContext, recipe
 from workbench.probes.activations import layer_snapshot
 
 
@@ -260,8 +259,6 @@ def _(results, ctx):
         reproduces="survey §4.3 per-head causal test, estimated by attribution patching (Nanda 2023)",
         params={"window": 64, "n": 8}, quick_params={"window": 16, "n": 2})
 def implicit_bias_heads(ctx: FigureContext) -> Results:
-    from workbench.attribution import attribution_sweep
-
     estimate = attribution_sweep(ctx.model(), _windows(ctx), "zero-implicit-bias", progress=False)
     return Results([{**r, "metric": "delta_loss"} for r in estimate], estimate.provenance)
 

@@ -1,8 +1,8 @@
-"""The figure layer: every plot function renders from a small Results fixture and matches its baseline
-image; the registry builds a complete gallery; missing data and bad input fail clearly.
+"""The plots: every plot function renders from a small Results fixture, names its model, writes the CSV of
+exactly what it plots, and matches its baseline image.
 
 Refresh the baseline images after an intended change of a plot:
-    SINKBENCH_REFRESH_FIGURES=1 .venv/bin/pytest tests/unit/test_figures.py
+    SINKBENCH_REFRESH_FIGURES=1 .venv/bin/pytest tests/unit/test_plots.py
 """
 
 import inspect
@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 from matplotlib.testing.compare import compare_images
 
-from workbench import figures
-from workbench.core.errors import InputError
+from workbench import plots
 from workbench.core.results import Results
-from workbench.figures import plots, style
-from workbench.figures.registry import FigureContext, FigureError, Recipe, draw
+from workbench.plots import style
 
 BASELINE = Path(__file__).parents[1] / "figures" / "baseline"
 # RMS difference (0-255 scale) tolerated between a rendering and its baseline: anti-aliasing noise only.
 TOLERANCE = 2.0
 PROV = {"model": "fixture-lm", "data_source": "corpus:austen", "window": 16, "n_sequences": 4, "bos_policy": "bos"}
+VITS = ["fixture-vit", "fixture-vit-reg4"]
+VIT_PROV = {"model": VITS[0], "models": VITS, "n_images": 3, "data_seed": 1, "image_size": [16, 16]}
 
 
 def sinks_fixture(layers=6, heads=4):
@@ -159,6 +159,57 @@ def emergence_fixture():
     return Results(rows, {**PROV, "seed": 0, "toy_config": {"n_layers": 1, "n_heads": 1, "d_model": 64, "n_ctx": 32}})
 
 
+def vit_kinds_fixture():
+    rows = []
+    for name in VITS:
+        kinds = ["[CLS]", "background", "object"] + (["registers"] if name.endswith("reg4") else [])
+        for layer in range(4):
+            for head in range(2):
+                for metric in ("attention_share", "cls_attention_share"):
+                    weights = np.array([1.0 + layer * (k == "registers") + 0.5 * (k == "background") + 0.1 * head
+                                        + 0.2 * (metric == "cls_attention_share") * (k == "object") for k in kinds])
+                    rows += [{"metric": metric, "model": name, "layer": layer, "head": head, "kind": k, "value": v}
+                             for k, v in zip(kinds, weights / weights.sum())]
+    return Results(rows, VIT_PROV)
+
+
+def vit_maps_fixture(metric):
+    rows = []
+    for name in VITS:
+        registers = 4 if name.endswith("reg4") else 0
+        for image in (0, 2):
+            tokens = [("[CLS]", None, None)] + [(f"[REG{i}]", None, None) for i in range(registers)]
+            tokens += [("patch", r, c) for r in range(4) for c in range(4)]
+            for position, (token, row, col) in enumerate(tokens):
+                value = 0.3 if token != "patch" else 0.05 + 0.02 * (row + col) + 0.1 * (image == 2) * (row == 0)
+                rows.append({"metric": metric, "model": name, "image": image, "layer": 3, "position": position,
+                             "token": token, "row": row, "col": col, "value": value})
+    return Results(rows, VIT_PROV)
+
+
+def vit_images():
+    ramp = np.linspace(0.1, 0.9, 16)
+    pixels = np.stack([np.stack([np.add.outer(ramp, ramp * k) / (1 + k) for _ in range(3)], axis=-1)
+                       for k in range(3)])  # [3, 16, 16, 3] in [0, 1]
+    return pixels, ["square", "circle", "ring"]
+
+
+def vit_histogram_fixture():
+    rows = []
+    edges = np.geomspace(1.0, 100.0, 9)
+    for name in VITS:
+        for layer in (0, 1):
+            centre = 3 + 2 * layer + (name.endswith("reg4"))
+            for b in range(8):
+                count = float(max(0, 40 - 12 * abs(b - centre)))
+                rows.append({"metric": "norm_histogram", "model": name, "layer": layer, "bin": b,
+                             "bin_low": edges[b], "bin_high": edges[b + 1], "value": count})
+            if name.endswith("reg4"):
+                rows.append({"metric": "norm_mean", "model": name, "layer": layer, "kind": "registers",
+                             "value": 20.0 + 10 * layer})
+    return Results(rows, VIT_PROV)
+
+
 CASES = {
     "streaming_curves": lambda: plots.streaming_curves(streaming_fixture()),
     "streaming_perplexity": lambda: plots.streaming_perplexity(sinks_table_fixture()),
@@ -177,7 +228,12 @@ CASES = {
     "intervention_effects": lambda: plots.intervention_effects(run_fixture()),
     "sweep_heatmap": lambda: plots.sweep_heatmap(sweep_fixture()),
     "dormant_heads": lambda: plots.dormant_heads(sinks_fixture(), sweep_fixture()),
+    "vit_attention_by_kind": lambda: plots.vit_attention_by_kind(vit_kinds_fixture()),
+    "vit_attention_maps": lambda: plots.vit_attention_maps(vit_maps_fixture("example_cls_attention"), *vit_images()),
+    "vit_norm_maps": lambda: plots.vit_norm_maps(vit_maps_fixture("example_norm"), *vit_images()),
+    "vit_norm_histograms": lambda: plots.vit_norm_histograms(vit_histogram_fixture()),
 }
+
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -186,7 +242,7 @@ def test_plot_matches_its_baseline_image(name, tmp_path):
     assert len(frame) > 0
     titles = " ".join(ax.get_title(loc="left") + ax.get_title() for ax in fig.axes) + (
         fig.get_suptitle() if hasattr(fig, "get_suptitle") else "")
-    assert "fixture-lm" in titles  # every figure names its model
+    assert ("fixture-vit" if name.startswith("vit_") else "fixture-lm") in titles  # every figure names its model
     written = style.save(fig, frame, tmp_path / name, formats=("png",))
     assert written[-1].read_text().count("\n") == len(frame) + 1  # the CSV holds exactly what is plotted
     baseline = BASELINE / f"{name}.png"
@@ -197,52 +253,21 @@ def test_plot_matches_its_baseline_image(name, tmp_path):
     assert compare_images(str(baseline), str(written[0]), tol=TOLERANCE) is None
 
 
-def test_every_plot_function_has_a_fixture_case():
-    public = {name for name, fn in vars(plots).items()
-              if inspect.isfunction(fn) and fn.__module__ == plots.__name__ and not name.startswith("_")}
-    assert public == set(CASES)
+def test_every_plot_function_is_public_and_has_a_fixture_case():
+    domain = [module for name, module in vars(plots).items()
+              if inspect.ismodule(module) and module.__name__.startswith("workbench.plots.")
+              and name not in ("style", "_common")]
+    assert {m.__name__.rsplit(".", 1)[1] for m in domain} == {"activations", "attention", "contributions",
+                                                              "interventions", "streaming", "toy", "vision"}
+    defined = {name for module in domain for name, fn in vars(module).items()
+               if inspect.isfunction(fn) and fn.__module__ == module.__name__ and not name.startswith("_")}
+    assert defined == set(CASES)
+    assert defined | {"show", "style"} == set(plots.__all__)
+    assert all(getattr(plots, name) is not None for name in plots.__all__)
 
 
-def test_missing_data_fails_naming_the_recipe(tmp_path):
-    entry = Recipe("broken-figure", "t", "nobody", compute=lambda ctx: None, plot=lambda r, c: plots.sink_grid(r))
-    ctx = FigureContext("tiny-llama", tmp_path, {})
-    with pytest.raises(FigureError, match="figure 'broken-figure': missing data .*metric 'sink_attention'"):
-        draw(entry, Results([{"metric": "loss", "value": 1.0}], PROV), ctx)
-    with pytest.raises(FigureError, match="figure 'broken-figure': its Results are empty"):
-        draw(entry, Results([], PROV), ctx)
-
-
-def test_bad_figure_requests(tmp_path, monkeypatch):
-    with pytest.raises(InputError, match="unknown figure 'sink-grd': available .*sink-grid"):
-        figures.build(["sink-grd"], tmp_path)
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    with pytest.raises(InputError, match="not writable"):
-        figures.build(["sink-grid"], blocker / "out", model="tiny-llama")
-    monkeypatch.setenv("SINKBENCH_CACHE", str(tmp_path / "empty-cache"))
-    with pytest.raises(FigureError, match="not available offline: run `sinkbench models fetch smollm2-135m`"):
-        figures.build(["sink-grid"], tmp_path / "figs", model="smollm2-135m")
-
-
-def test_the_gallery_holds_every_registered_figure_and_reruns_reuse_results(tmp_path, monkeypatch):
-    out = tmp_path / "gallery"
-    done = figures.build(None, out, model="tiny-llama", all_=True, quick=True,
-                         model_overrides={"minilm-l6": "tiny-bert"}, log=lambda _: None)
-    names = {d["name"] for d in done}
-    assert names == set(figures.recipes())
-    index = (out / "index.md").read_text()
-    html = (out / "index.html").read_text()
-    for name in names:
-        assert f"`{name}`" in index and f"{name}.png" in html
-        for suffix in (".png", ".pdf", ".csv", ".caption.txt"):
-            assert (out / f"{name}{suffix}").is_file()
-        assert Results.load(out / "data" / f"{name}.json").provenance["identity_hash"]
-    calls = []
-    for entry in figures.recipes().values():
-        monkeypatch.setattr(entry, "compute", lambda ctx, calls=calls: calls.append(1))
-    drawn = (out / "norms.png").stat().st_mtime_ns
-    (out / "sink-grid.png").unlink()
-    figures.build(["sink-grid", "norms"], out, model="tiny-llama", quick=True, log=lambda _: None)
-    assert not calls  # nothing changed: the cached Results are reused
-    assert (out / "norms.png").stat().st_mtime_ns == drawn  # ... and a figure still on disk is not redrawn
-    assert (out / "sink-grid.png").is_file()  # a missing one is
+def test_a_plot_without_its_rows_names_the_metric_it_needs():
+    with pytest.raises(KeyError, match="sink_grid needs rows with metric 'sink_attention'; the Results have"):
+        plots.sink_grid(Results([{"metric": "loss", "value": 1.0}], PROV))
+    with pytest.raises(KeyError, match="vit_norm_histograms needs rows with metric 'norm_histogram'"):
+        plots.vit_norm_histograms(vit_kinds_fixture())

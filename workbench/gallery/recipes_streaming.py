@@ -1,19 +1,17 @@
 """StreamingLLM figures (Xiao et al. 2024): how many first tokens a sliding KV cache must keep
 (Table 2), and the log-perplexity of dense / window / sinks / recompute along a long text (Fig. 3).
 
-Both run `workbench.streaming` on the fast path over the first `tokens` tokens of a novel; the
-defaults cost well under a minute each on SmolLM2 (2 CPU cores). The report-size runs (>= 8k
-tokens) are `sinkbench stream` commands (see workbench/streaming.py).
+Both run `workbench.streaming.stream_policies` on the fast path over the first `tokens` tokens of a
+novel; the report-size runs (>= 8k tokens) are `sinkbench stream` commands.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from workbench import streaming, zoo
+from workbench import plots, streaming, zoo
 from workbench.core.results import Results
-from workbench.figures import plots
-from workbench.figures.registry import FigureContext, recipe
+from workbench.gallery.registry import FigureContext, recipe
 
 
 def _long_text(ctx: FigureContext):
@@ -47,8 +45,8 @@ def streaming_sinks(ctx: FigureContext) -> Results:
     model, text = _long_text(ctx)
     params = ctx.params
     policies = [streaming.Sinks(s, w) for w in params["caches"] for s in params["sinks"]]
-    return streaming.run(model, text, policies, chunk=params["chunk"], curve_bin=params["tokens"],
-                         seed=ctx.seed, progress=False)
+    return streaming.stream_policies(model, text, policies, chunk=params["chunk"], curve_bin=params["tokens"],
+                                     seed=ctx.seed, progress=False)
 
 
 @streaming_sinks.plotter
@@ -87,8 +85,9 @@ def streaming_curves(ctx: FigureContext) -> Results:
     policies = [streaming.Window(window), streaming.Sinks(sinks, window), streaming.Recompute(window)]
     if len(text.sequences[0]) <= zoo.info(model).n_ctx:
         policies.insert(0, streaming.Dense())
-    return streaming.run(model, text, policies, chunk=params["chunk"], recompute_stride=params["recompute_stride"],
-                         curve_bin=params["curve_bin"], seed=ctx.seed, progress=False)
+    return streaming.stream_policies(model, text, policies, chunk=params["chunk"],
+                                     recompute_stride=params["recompute_stride"], curve_bin=params["curve_bin"],
+                                     seed=ctx.seed, progress=False)
 
 
 @streaming_curves.plotter

@@ -1,21 +1,42 @@
 """Figure recipes of the mitigation lab (workbench.toy): sinks emerging, or not, while toys train.
 
-    >>> from workbench import figures
-    >>> figures.build(["toy-emergence"], out="figures/")          # trains 7 small toys (cached), then plots
+    >>> from workbench import gallery
+    >>> gallery.build(["toy-emergence"], out="figures/")          # trains 7 small toys (cached), then plots
 
 The full reproduction (`sinkbench train`, preset `default`, 1000 steps per variant) is for reports; this
-recipe trains the reduced `figure` preset so that it fits in the figure build (about a minute of CPU on one
-core for all seven variants, measured 57 s), and keeps each run under out/data/toy-emergence/ so that a
-rebuild only re-plots. `workbench.toy.emergence_results` gathers runs trained elsewhere for the same plot
-(`workbench.figures.plots.emergence_curves`).
+recipe trains the reduced `figure` preset so that it fits in the figure build, and keeps each run under
+out/data/toy-emergence/ so that a rebuild only re-plots. The checkpoints are part of the cache key: a
+retrained run recomputes the figure's Results. `workbench.toy.emergence_results` gathers runs trained
+elsewhere for the same plot (`workbench.plots.emergence_curves`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from workbench import plots
 from workbench.core.results import Results, identity_hash
-from workbench.figures.registry import FigureContext, recipe
+from workbench.gallery.identity import file_weights
+from workbench.gallery.registry import FigureContext, recipe
+
+
+def runs(ctx: FigureContext) -> dict[str, Path]:
+    """The run directory of each variant the recipe trains, named by what determines the run."""
+    p = ctx.params
+    found = {}
+    for variant in p["variants"]:
+        key = identity_hash({"preset": p["preset"], "seed": p["seed"], "corpus": p["corpus"], "variant": variant})
+        found[variant] = ctx.out_dir / "data" / "toy-emergence" / f"{variant}-{key[:10]}"
+    return found
+
+
+def checkpoints(ctx: FigureContext) -> dict[str, str | None]:
+    """The SHA-256 of each run's latest checkpoint (None before it is trained)."""
+    from workbench.toy.checkpoint import WEIGHTS
+
+    return {f"toy:{variant}": file_weights(directory / WEIGHTS) for variant, directory in runs(ctx).items()}
 
 
 @recipe("toy-emergence", title="Attention-sink emergence on Bigram-Backcopy for seven attention variants",
@@ -25,27 +46,23 @@ from workbench.figures.registry import FigureContext, recipe
         params={"preset": "figure", "steps": 400, "seed": 0, "corpus": "shakespeare",
                 "variants": ["softmax", "softmax1", "sigmoid", "relu", "gated", "sink-logit", "kv-bias"]},
         quick_params={"preset": "tiny", "steps": 20},
-        model="toy")
+        model="toy", weights=checkpoints)
 def toy_emergence(ctx: FigureContext) -> Results:
     from workbench.toy.train import emergence_results, preset, train
 
     p = ctx.params
-    runs = {}
-    for variant in p["variants"]:
+    directories = runs(ctx)
+    for variant, directory in directories.items():
         model_cfg, train_cfg = preset(p["preset"], attention=variant, steps=p["steps"], seed=p["seed"],
                                       corpus=p["corpus"])
-        key = identity_hash({"preset": p["preset"], "seed": p["seed"], "corpus": p["corpus"], "variant": variant})
-        runs[variant] = ctx.out_dir / "data" / "toy-emergence" / f"{variant}-{key[:10]}"
-        train(runs[variant], model_cfg, train_cfg, resume=True, progress=False, log=lambda _: None)
-    results = emergence_results(runs)
+        train(directory, model_cfg, train_cfg, resume=True, progress=False, log=lambda _: None)
+    results = emergence_results(directories)
     results.provenance["toy_preset"] = p["preset"]
     return results
 
 
 @toy_emergence.plotter
 def _plot(results: Results, ctx: FigureContext):
-    from workbench.figures import plots
-
     return plots.emergence_curves(results)
 
 
