@@ -60,10 +60,10 @@ def test_register_tokens_receive_attention_and_removing_them_costs_accuracy(regi
 def test_the_vision_figures_build_with_their_data(plain, registers, tmp_path):
     import pandas as pd
 
-    from workbench import figures
+    from workbench import gallery
 
     names = ["vit-attention-by-kind", "vit-attention-maps", "vit-norm-maps", "vit-norm-histograms"]
-    built = figures.build(names, out=tmp_path, quick=True, log=lambda line: None)
+    built = gallery.build(names, out=tmp_path, quick=True, log=lambda line: None)
     assert [f["name"] for f in built] == names and all((tmp_path / f["png"]).is_file() for f in built)
     shares = pd.read_csv(tmp_path / "vit-attention-by-kind.csv")
     totals = shares.groupby(["model", "metric", "layer"]).value.sum()

@@ -263,6 +263,19 @@ def weights(directory):
     return load_file(str(directory / "model.safetensors"))
 
 
+def test_the_package_names_the_functions_not_their_submodules():
+    import importlib
+    import types
+
+    from workbench import toy
+
+    module = importlib.import_module("workbench.toy.train")  # importing the submodule binds it on the package
+    assert toy.train is module.train and train is module.train and callable(toy.train)
+    assert toy.ToyTrainConfig is module.ToyTrainConfig and set(toy.TOY_PRESETS) == {"default", "figure", "tiny"}
+    assert not [name for name in toy.__all__ if isinstance(getattr(toy, name), types.ModuleType)]
+    assert not hasattr(toy, "TrainConfig") and not hasattr(toy, "PRESETS")  # one name, one meaning
+
+
 def test_training_is_deterministic_for_a_seed(corpus, tmp_path):
     a = train(tmp_path / "a", *tiny(steps=30), progress=False, log=lambda _: None)
     b = train(tmp_path / "b", *tiny(steps=30), progress=False, log=lambda _: None)
@@ -450,10 +463,10 @@ def test_train_command_writes_a_run_and_refuses_to_overwrite_it(corpus, tmp_path
 
 
 def test_emergence_figure_trains_every_variant_and_plots_their_curves(corpus, tmp_path):
-    from workbench import figures
+    from workbench import gallery
     from workbench.core.results import Results
 
-    done = figures.build(["toy-emergence"], out=tmp_path / "fig", quick=True, log=lambda _: None)
+    done = gallery.build(["toy-emergence"], out=tmp_path / "fig", quick=True, log=lambda _: None)
     assert done[0]["name"] == "toy-emergence" and (tmp_path / "fig" / "toy-emergence.png").is_file()
     results = Results.load(tmp_path / "fig" / "data" / "toy-emergence.json")
     assert {r["variant"] for r in results} == set(VARIANTS)
@@ -464,5 +477,5 @@ def test_emergence_figure_trains_every_variant_and_plots_their_curves(corpus, tm
     assert plotted["step"].max() == 20
     assert "softmax" in done[0]["caption"] and "Guo et al. 2024" in done[0]["caption"]
     # a rebuild reuses the cached Results and the trained runs: the same numbers come back
-    again = figures.build(["toy-emergence"], out=tmp_path / "fig", quick=True, log=lambda _: None)
+    again = gallery.build(["toy-emergence"], out=tmp_path / "fig", quick=True, log=lambda _: None)
     assert again[0]["caption"] == done[0]["caption"]

@@ -13,12 +13,14 @@ import interventions as iv
 from workbench import experiment, probes, vision, zoo
 from workbench.core import positions, sites
 from workbench.core.errors import InputError, ModelNotAvailable
+from workbench.probes.high_norm import mark_high_norm, patch_residual_norms
 from workbench.probes.patches import otsu_split
-from workbench.vision.presets import TrainConfig
+from workbench.vision.presets import ViTTrainConfig
 from workbench.vision.train import train_vit
 
-TINY_TRAINING = TrainConfig(image_size=16, patch_size=4, hidden_size=16, layers=1, heads=2, mlp_ratio=2, registers=2,
-                            steps=4, batch_size=8, warmup=1, eval_images=16, eval_every=2, checkpoint_every=2)
+TINY_TRAINING = ViTTrainConfig(image_size=16, patch_size=4, hidden_size=16, layers=1, heads=2, mlp_ratio=2,
+                               registers=2, steps=4, batch_size=8, warmup=1, eval_images=16, eval_every=2,
+                               checkpoint_every=2)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -146,6 +148,18 @@ def test_probes_agree_with_hf_eager_attention_on_vit_and_deit():
 # --------------------------------------------------------------------------------------------------
 
 
+def test_the_package_names_the_functions_not_their_submodules():
+    import importlib
+    import types
+
+    module = importlib.import_module("workbench.vision.shapes")  # importing the submodule binds it on the package
+    assert vision.shapes is module.shapes and callable(vision.shapes)
+    assert vision.train_vit is train_vit and vision.VIT_PRESETS["shapes-vit-reg4"] == ViTTrainConfig(registers=4)
+    assert not [name for name in vision.__all__ if isinstance(getattr(vision, name), types.ModuleType)]
+    assert not hasattr(vision, "TrainConfig") and not hasattr(vision, "PRESETS")  # one name, one meaning
+    assert not hasattr(vision.ImageSet, "mark_high_norm")  # measuring is the probes' job (probes.high_norm)
+
+
 def test_background_patches_are_read_from_the_image():
     image = np.full((1, 16, 16, 3), 0.2, dtype=np.float32)
     image[0, 4:8, 8:12] = 0.9  # exactly patch (1, 2)
@@ -176,15 +190,23 @@ def test_image_sets_carry_kinds_labels_and_pixels(vit_reg):
 
 def test_high_norm_marks_follow_the_rule(vit_reg):
     images = shapes_for(vit_reg, n=4)
-    norms = images.patch_norms(vit_reg, layer=1).reshape(4, -1)
-    marked = images.mark_high_norm(vit_reg, "top:1")
+    norms = patch_residual_norms(vit_reg, images, layer=1).reshape(4, -1)
+    _, seen = grab(vit_reg, ["blocks.1.hook_resid_post"], images.inputs())
+    assert np.allclose(norms, seen["blocks.1.hook_resid_post"][:, 1:17].norm(dim=-1).numpy(), rtol=1e-6)
+    marked = mark_high_norm(vit_reg, images, "top:1")
     flagged = np.isin(marked.kinds[:, 1:17], (positions.BACKGROUND_HIGH, positions.OBJECT_HIGH))
     assert (flagged.sum(1) == 1).all() and (flagged.argmax(1) == norms.argmax(1)).all()
     assert marked.high_norm["rule"] == "top:1" and marked.high_norm["layer"] == 1
-    ratio = images.mark_high_norm(vit_reg, "ratio:1.0@0")
-    above = images.patch_norms(vit_reg, layer=0).reshape(4, -1)
+    assert marked.high_norm["fraction"] == 1 / 16 and images.high_norm is None  # a copy; the input is unchanged
+    ratio = mark_high_norm(vit_reg, images, "ratio:1.0@0")
+    above = patch_residual_norms(vit_reg, images, layer=0).reshape(4, -1)
     above = above > np.median(above, axis=1, keepdims=True)
     assert (np.isin(ratio.kinds[:, 1:17], (positions.BACKGROUND_HIGH, positions.OBJECT_HIGH)) == above).all()
+    # marking is plain data: the same flags give the same kinds, whatever measured them
+    again = images.with_high_norm(flagged.reshape(4, 4, 4), "top:1", 1)
+    assert np.array_equal(again.kinds, marked.kinds) and again.high_norm == marked.high_norm
+    with pytest.raises(InputError, match=r"give \[n, rows, cols\] = \[4, 4, 4\]"):
+        images.with_high_norm(flagged[:, :8], "top:1", 1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -249,7 +271,7 @@ IMAGE_SINKS = ["cls", "reg", "reg:1", "bg", "obj", "top-norm", "patch:1,2"]
 
 
 def test_every_image_sink_works_in_the_catalogue_interventions(vit_reg):
-    images = shapes_for(vit_reg, n=6).mark_high_norm(vit_reg, "top:1")
+    images = mark_high_norm(vit_reg, shapes_for(vit_reg, n=6), "top:1")
     entries = [f"{name}:sink={sink}" for sink in IMAGE_SINKS for name in ("mask-sink", "scale-sink", "zero-sink-value")]
     res = experiment.run(vit_reg, images, entries, progress=False)
     kl = res.filter(metric="kl").df
@@ -303,7 +325,8 @@ def test_test_time_register_moves_the_register_neurons_onto_an_extra_token(vit_r
     assert torch.equal(edited[:, -1, neurons], act[:, 1:17, neurons].max(dim=1).values)
     res = experiment.run(vit_reg, images, ["test-time-register:n_neurons=3", "mask-sink:sink=cls"], progress=False)
     assert res.filter(metric="kl", intervention="test-time-register(n_neurons=3)").rows[0]["value"] > 0
-    norms = probes.patch_norms(vit_reg, images, intervention=ttr, progress=False)
+    hooks, spec = experiment.batch_hooks(vit_reg, ttr, images, batch_size=32)
+    norms = probes.patch_norms(vit_reg, images, hooks=hooks, hooks_spec=spec, progress=False)
     assert norms.value("norm_mean", layer=1, kind="[TTR]") > 0
     with pytest.raises(InputError, match="cannot be composed"):
         experiment.run(vit_reg, images, [iv.parse("test-time-register + mask-sink")], progress=False)
@@ -371,7 +394,7 @@ def test_bad_models_and_interventions_for_images(vit, tiny_llama):
         with pytest.raises(InputError, match="register count"):
             dataclasses.replace(TINY_TRAINING, registers=registers).validate()
     with pytest.raises(InputError, match="cannot read high-norm rule"):
-        shapes_for(vit, high_norm="biggest")
+        mark_high_norm(vit, shapes_for(vit), "biggest")
 
 
 def test_cli_trains_probes_and_refuses_bad_input_in_one_line(tmp_path, capsys):

@@ -2,24 +2,29 @@
 
     >>> from workbench import toy
     >>> results = toy.train("runs/bb-softmax", *toy.preset("default", attention="softmax", seed=0))
-    >>> model = toy.load_toy("runs/bb-softmax")        # = workbench.models.load("toy:runs/bb-softmax")
+    >>> model = toy.load_toy("runs/bb-softmax")        # = workbench.zoo.load("toy:runs/bb-softmax")
 
 - `model`: the transformer, one readable file, with the attention variants side by side (`VARIANTS`)
   and TransformerLens hook names, so every probe and intervention runs on it unchanged;
 - `tasks`: Bigram-Backcopy (Guo et al. 2024) and character-level text (`TASKS`);
-- `train`: deterministic training with checkpoints, resumption and per-step sink curves;
-- `checkpoint`: safetensors checkpoints that refuse to load into another architecture.
+- `train`: deterministic training with checkpoints, resumption and per-step sink curves
+  (`ToyTrainConfig`, `TOY_PRESETS`, `preset`);
+- `checkpoint`: safetensors checkpoints that refuse to load into another architecture;
+- `zoo_entries`: how the zoo learns to load `toy:DIR` (registered without importing torch).
 """
+
+import sys
+import types
 
 _PUBLIC = {**dict.fromkeys(["load_toy", "load_weights", "save_weights"], "workbench.toy.checkpoint"),
            **dict.fromkeys(["VARIANTS", "ToyConfig", "ToyTransformer", "Variant"], "workbench.toy.model"),
            **dict.fromkeys(["TASKS", "BigramBackcopy", "CharLM", "make_task"], "workbench.toy.tasks"),
-           **dict.fromkeys(["PRESETS", "TrainConfig", "emergence_results", "preset", "read_curves", "summarize",
-                            "train"], "workbench.toy.train")}
+           **dict.fromkeys(["TOY_PRESETS", "ToyTrainConfig", "emergence_results", "preset", "read_curves",
+                            "summarize", "train"], "workbench.toy.train")}
 
-__all__ = ["PRESETS", "TASKS", "VARIANTS", "BigramBackcopy", "CharLM", "ToyConfig", "ToyTransformer", "TrainConfig",
-           "Variant", "emergence_results", "load_toy", "load_weights", "make_task", "preset", "read_curves", "save_weights", "summarize",
-           "train"]
+__all__ = ["TASKS", "TOY_PRESETS", "VARIANTS", "BigramBackcopy", "CharLM", "ToyConfig", "ToyTrainConfig",
+           "ToyTransformer", "Variant", "emergence_results", "load_toy", "load_weights", "make_task", "preset",
+           "read_curves", "save_weights", "summarize", "train"]
 
 
 def __getattr__(name: str):
@@ -31,3 +36,14 @@ def __getattr__(name: str):
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value) -> None:
+        # Importing workbench.toy.train binds the submodule as `toy.train`; the public name is the function.
+        if name in _PUBLIC and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -1,6 +1,6 @@
 """Toy checkpoints: safetensors weights that remember their architecture, and loading a run directory.
 
-    >>> model = load_toy("runs/bb-softmax")              # what workbench.models.load("toy:runs/bb-softmax") does
+    >>> model = load_toy("runs/bb-softmax")              # what workbench.zoo.load("toy:runs/bb-softmax") does
     >>> early = load_toy("runs/bb-softmax@200")          # the snapshot taken at step 200
     >>> load_weights(ToyTransformer(cfg), "runs/bb-softmax/model.safetensors")   # refuses another architecture
 

@@ -303,8 +303,8 @@ class ToyTransformer(HookedRootModule):
         >>> model = ToyTransformer(ToyConfig(attention="relu", d_vocab=67, n_ctx=64))
         >>> model(torch.zeros(2, 64, dtype=torch.long)).shape      # torch.Size([2, 64, 67])
 
-    `variant` names the attention variant (see `VARIANTS`); `sinkbench` (a workbench ModelInfo) and
-    `tokenizer` are attached by `workbench.toy.load_toy` and by training.
+    `variant` names the attention variant (see `VARIANTS`); `sinkbench` (its `workbench.core.modelinfo.ModelInfo`)
+    and `tokenizer` are attached by `workbench.toy.load_toy` and by training.
     """
 
     def __init__(self, cfg: ToyConfig):

@@ -123,7 +123,7 @@ class Task(abc.ABC):
         the catalogue's interventions and the runner apply to a trained toy:
 
             >>> windows = load_task("runs/bb-softmax").dataset(64)
-            >>> experiment.run(load("toy:runs/bb-softmax"), windows, ["mask-sink", "zero-sink-value"])
+            >>> experiment.run(zoo.load("toy:runs/bb-softmax"), windows, ["mask-sink", "zero-sink-value"])
         """
         from workbench.core.data import Dataset
 

@@ -30,7 +30,7 @@ average over all heads; `resid_bos_norm`, `resid_other_norm` are those of the la
 Optimisation follows Guo et al.'s scripts (AdamW, betas (0.9, 0.99), eps 1e-8, weight decay 1e-4, constant
 learning rate, cross-entropy over every position, 1 layer x 1 head, d_model 256, learned absolute
 positions) except for the batch (32 x 64 tokens instead of 512 x 256) and the learning rate (1e-3 instead
-of 3e-4), so that a default run takes about three minutes on 2 CPU cores (`PRESETS`).
+of 3e-4), so that a default run fits a few CPU minutes (`TOY_PRESETS`; run times in the README, "Mitigation lab").
 
 Determinism: the initial weights come from `torch.manual_seed(seed)`; the batch of update s from
 `np.random.default_rng([seed, 1, s])` and the evaluation batch from `np.random.default_rng([seed, 2])`,
@@ -84,7 +84,7 @@ OWNED = (ckpt.RUN_FILE, TASK_FILE, ckpt.WEIGHTS, ckpt.OPTIMIZER, ckpt.SNAPSHOTS,
 
 
 @dataclasses.dataclass
-class TrainConfig:
+class ToyTrainConfig:
     """How to train (the architecture is a `ToyConfig`)."""
 
     task: str = "bigram-backcopy"
@@ -128,13 +128,13 @@ class TrainConfig:
 
 
 # Presets: architecture + training. Guo et al. train d_model 256 with batch 512 x 256 tokens at lr 3e-4;
-# on 2 CPU cores we use 32 x 64 tokens and a larger learning rate, which brings the softmax sink into the
-# first 1k steps (measured: at lr 3e-4 and these batches Attn_<s> is only ~0.5 after 600 steps with
-# T = 64, and ~0.15 with T = 128). Every variant uses the same settings.
-# - "default": the reproduction, each variant ~3 min on 2 cores;
-# - "figure": the figure recipe's reduced run, ~7 s per variant;
-# - "tiny": the unit tests (seconds).
-PRESETS: dict[str, tuple[dict, dict]] = {
+# on CPU we use 32 x 64 tokens and a larger learning rate, so that the softmax sink forms within the first
+# 1k steps (at lr 3e-4 and these batches it forms later: README, "Mitigation lab"). Every variant uses the
+# same settings.
+# - "default": the reproduction (the README's table);
+# - "figure": the figure recipe's reduced run (`sinkbench figures toy-emergence`);
+# - "tiny": the unit tests.
+TOY_PRESETS: dict[str, tuple[dict, dict]] = {
     "default": (dict(d_model=256, n_layers=1, n_heads=1),
                 dict(batch_size=32, seq_len=64, lr=1e-3, steps=1000, log_every=10, eval_size=64,
                      checkpoint_every=250)),
@@ -145,16 +145,16 @@ PRESETS: dict[str, tuple[dict, dict]] = {
 }
 
 
-def preset(name: str = "default", **overrides: Any) -> tuple[ToyConfig, TrainConfig]:
-    """A (ToyConfig, TrainConfig) pair from a preset; keyword overrides go to whichever config has the field.
+def preset(name: str = "default", **overrides: Any) -> tuple[ToyConfig, ToyTrainConfig]:
+    """A (ToyConfig, ToyTrainConfig) pair from a preset; keyword overrides go to whichever config has the field.
 
         >>> model_cfg, train_cfg = preset("tiny", attention="relu", seed=3)
     """
-    if name not in PRESETS:
-        raise InputError(f"unknown preset {name!r}: available {', '.join(PRESETS)}")
-    model_kw, train_kw = dict(PRESETS[name][0]), dict(PRESETS[name][1])
+    if name not in TOY_PRESETS:
+        raise InputError(f"unknown preset {name!r}: available {', '.join(TOY_PRESETS)}")
+    model_kw, train_kw = dict(TOY_PRESETS[name][0]), dict(TOY_PRESETS[name][1])
     model_fields = {f.name for f in dataclasses.fields(ToyConfig)}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    train_fields = {f.name for f in dataclasses.fields(ToyTrainConfig)}
     for key, value in overrides.items():
         if value is None:
             continue
@@ -164,7 +164,7 @@ def preset(name: str = "default", **overrides: Any) -> tuple[ToyConfig, TrainCon
             train_kw[key] = value
         else:
             raise InputError(f"unknown toy setting {key!r}")
-    train_cfg = TrainConfig(**train_kw)
+    train_cfg = ToyTrainConfig(**train_kw)
     model_cfg = ToyConfig(**{**model_kw, "d_vocab": VOCAB_SIZE, "n_ctx": train_cfg.seq_len})
     return model_cfg, train_cfg
 
@@ -303,7 +303,7 @@ def _clear(out: Path) -> None:
             path.unlink()
 
 
-def _write_run(out: Path, identity: dict, model_cfg: ToyConfig, train_cfg: TrainConfig, done: int,
+def _write_run(out: Path, identity: dict, model_cfg: ToyConfig, train_cfg: ToyTrainConfig, done: int,
                status: str, created: str) -> None:
     blob = {"kind": RUN_KIND, "identity_hash": identity_hash(identity), "identity": identity,
             "model": model_cfg.to_dict(), "train": dataclasses.asdict(train_cfg), "variant": model_cfg.attention,
@@ -409,7 +409,7 @@ def _progress(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, desc="train", dynamic_ncols=True, leave=False)
 
 
-def train(out: str | Path, model_cfg: ToyConfig, train_cfg: TrainConfig, *, resume: bool = False,
+def train(out: str | Path, model_cfg: ToyConfig, train_cfg: ToyTrainConfig, *, resume: bool = False,
           force: bool = False, threads: int | None = 1, device: str = "cpu", progress: bool = True,
           log: Callable[[str], None] = print) -> Results:
     """Train a toy on its task, logging curves and saving checkpoints in `out`; returns the curves as Results.
@@ -419,8 +419,8 @@ def train(out: str | Path, model_cfg: ToyConfig, train_cfg: TrainConfig, *, resu
 
     Refuses an `out` that holds a different run, or this run without `resume` (continue it) or `force`
     (start over). `threads` sets torch's CPU threads for the run (None: leave them as they are). The default
-    is 1: on a shared machine two OpenMP threads waiting on each other made a step 10-80 times slower
-    (measured), and one thread is as fast for the small default configuration when cores are busy.
+    is 1: on a busy machine OpenMP threads wait on each other, and these small matrices gain little from more
+    threads (measured in the README, "Mitigation lab").
     """
     out = Path(out).expanduser()
     check_variant(model_cfg.attention)

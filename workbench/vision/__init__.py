@@ -1,42 +1,39 @@
 """Attention sinks in Vision Transformers: [CLS] and background-patch sinks, high-norm tokens, registers.
 
-    >>> from workbench import models, probes, vision
+    >>> from workbench import experiment, probes, vision, zoo
+    >>> from workbench.probes.high_norm import mark_high_norm
     >>> model = zoo.load("shapes-vit-reg4")          # trained here: `sinkbench train-vit --preset shapes-vit-reg4`
-    >>> images = vision.image_set(model, "shapes", n=64).mark_high_norm(model, "top:1")
+    >>> images = mark_high_norm(model, vision.image_set(model, "shapes", n=64), "top:1")
     >>> probes.image_attention(model, images)           # where attention goes: [CLS], registers, background, object
     >>> probes.patch_norms(model, images)               # norm maps, histograms, two populations?
     >>> experiment.run(model, images, ["mask-sink:sink=reg", "test-time-register"])   # accuracy, logit change, KL
 
-The language-model machinery applies unchanged: an image batch's `tokens` are the kinds of its positions
-(`positions`), its model inputs are pixels (`images.ImageSet.model_inputs`), so every probe, intervention
-and figure takes an `ImageSet` where it takes token data. Modules:
+This room holds the image models, their inputs and their training; what is measured on them lives in
+`workbench.probes` (including which patches are high-norm, `probes.high_norm`). The language-model
+machinery applies unchanged: an image batch's `tokens` are the kinds of its positions
+(`workbench.core.positions`), its model inputs are pixels (`images.ImageSet.model_inputs`), so every
+probe, intervention and figure takes an `ImageSet` where it takes token data. Modules:
 - `vit`: HF ViT / DeiT in the zoo; register tokens as a thin extension of HF ViT;
-- `positions`: [CLS] | patches | registers, their kinds, and the image sinks (cls, reg, reg:K, bg, obj,
-  top-norm, patch:R,C);
 - `shapes`: procedurally generated shapes on plain backgrounds, background patches read from the image;
 - `images`: `ImageSet`, `image_set`, high-norm rules (`HighNormRule`);
-- `presets`, `train`: the small ViTs trained here (`sinkbench train-vit`).
+- `presets`, `train`: the small ViTs trained here (`ViTTrainConfig`, `VIT_PRESETS`, `sinkbench train-vit`);
+- `zoo_entries`: how the zoo learns about ViTs (registered without importing torch).
 """
 
-_PUBLIC = {"HighNormRule": "workbench.vision.images", "ImageSet": "workbench.vision.images",
-           "image_set": "workbench.vision.images", "PRESETS": "workbench.vision.presets",
-           "TrainConfig": "workbench.vision.presets", "SHAPES": "workbench.vision.shapes",
-           "background_patches": "workbench.vision.shapes", "shapes": "workbench.vision.shapes"}
+import sys
+import types
 
-__all__ = ["PRESETS", "SHAPES", "HighNormRule", "ImageSet", "TrainConfig", "background_patches", "image_set", "shapes",
-           "train_vit", "trained"]
+_PUBLIC = {**dict.fromkeys(["HighNormRule", "ImageSet", "image_set"], "workbench.vision.images"),
+           **dict.fromkeys(["VIT_PRESETS", "ViTTrainConfig"], "workbench.vision.presets"),
+           **dict.fromkeys(["SHAPES", "background_patches", "shapes"], "workbench.vision.shapes"),
+           "train_vit": "workbench.vision.train"}
 
-
-def train_vit(*args, **kwargs):
-    """Train a small ViT on generated shapes (see workbench.vision.train.train_vit)."""
-    from workbench.vision.train import train_vit as train
-
-    return train(*args, **kwargs)
+__all__ = ["SHAPES", "VIT_PRESETS", "HighNormRule", "ImageSet", "ViTTrainConfig", "background_patches", "image_set",
+           "shapes", "train_vit", "trained"]
 
 
 def trained(name: str = "shapes-vit", log=print):
-    """A zoo model trained here, trained first if it is not in the cache yet (deterministic; about a minute
-    on 2 cores), then loaded.
+    """A zoo model trained here, trained first if it is not in the cache yet (deterministic), then loaded.
 
         >>> model = trained("shapes-vit-reg4")
     """
@@ -59,3 +56,14 @@ def __getattr__(name: str):
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value) -> None:
+        # Importing workbench.vision.shapes binds the submodule as `vision.shapes`; the public name is the function.
+        if name in _PUBLIC and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

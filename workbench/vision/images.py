@@ -3,18 +3,18 @@
     >>> images = image_set(model, "shapes", n=64, seed=0)            # generated shapes at the model's size
     >>> images = image_set(model, "photos.npz")                      # your own: images [n, H, W, C] (+ labels)
     >>> probes.sinks(model, images, sink="bg")                       # every probe and intervention takes it
-    >>> marked = images.mark_high_norm(model, "top:1")               # then sink="top-norm" works too
+    >>> marked = mark_high_norm(model, images, "top:1")              # workbench.probes.high_norm; then sink="top-norm"
 
 An `ImageSet` is the image counterpart of `workbench.core.data.Dataset` and speaks the same protocol, so the
-probe engine and the experiment runner need no second code path: `batches(b)` yields (indices,
+hooked pass (`workbench.passes`) needs no second code path: `batches(b)` yields (indices,
 position kinds [b, T]) - the kinds play the role of token ids (see `workbench.core.positions`) and
 give every sink mask - and `model_inputs(indices, kinds)` returns the normalised pixels [b, C, H, W]
 the model is called on. Class labels travel along for accuracy metrics.
 
 Which patches are background is read from each image (`shapes.background_patches`); which are
-high-norm is measured on a model by a configurable rule (`HighNormRule`, Darcet et al. 2024: norms
-> 150 in DINOv2 ViT-g; Jiang et al. 2025: > 30 at a chosen layer) and recorded in the kinds and in the
-provenance.
+high-norm is measured on a model (`workbench.probes.high_norm`) by a configurable rule (`HighNormRule`,
+Darcet et al. 2024: norms > 150 in DINOv2 ViT-g; Jiang et al. 2025: > 30 at a chosen layer) and recorded
+in the kinds and in the provenance (`ImageSet.with_high_norm`).
 """
 
 from __future__ import annotations
@@ -178,11 +178,17 @@ class ImageSet:
                                    objects=pick(self.objects))
 
     @property
+    def _patch_positions(self) -> slice:
+        """The positions of the patch tokens: after [CLS] ([DIST]), before the registers."""
+        rows, cols = self.background.shape[1:]
+        start = int(np.argmax(np.isin(self.kinds[0], kinds_of.PATCH_KINDS)))
+        return slice(start, start + rows * cols)
+
+    @property
     def patch_kinds(self) -> np.ndarray:
         """[n, rows, cols] kind codes of the patches."""
         rows, cols = self.background.shape[1:]
-        start = int(np.argmax(np.isin(self.kinds[0], kinds_of.PATCH_KINDS)))
-        return self.kinds[:, start:start + rows * cols].reshape(-1, rows, cols)
+        return self.kinds[:, self._patch_positions].reshape(-1, rows, cols)
 
     def provenance(self) -> dict:
         out = {"data_source": self.source, "data_sha256": self.hash(), "n_images": len(self),
@@ -200,40 +206,25 @@ class ImageSet:
         return (f"{self.source}: {len(self)} images {self.pixels.shape[1]}x{self.pixels.shape[2]}, {rows}x{cols} "
                 f"patches ({self.background.mean():.0%} background){marked}")
 
-    # -- high-norm marks --------------------------------------------------------------------------
-    def patch_norms(self, model: Any, layer: int, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        """[n, rows, cols] residual norm of every patch token after block `layer`."""
-        from workbench.core.modelinfo import info
-        from workbench.probes._engine import probe_pass
+    def with_high_norm(self, flags: np.ndarray, rule: str, layer: int) -> ImageSet:
+        """A copy whose patch kinds flag these patches as high-norm (sink `top-norm`), recording the rule.
 
-        model_info = info(model)
-        rows, cols = model_info.grid
-        out = np.zeros((len(self), rows * cols), dtype=np.float32)
+            >>> marked = images.with_high_norm(norms > 30, rule="abs:30", layer=4)   # flags [n, rows, cols]
 
-        def on_resid(_: int, resid: torch.Tensor, batch: Any) -> None:
-            start = model_info.n_prefix
-            out[batch.index] = resid[:, start:start + rows * cols].float().norm(dim=-1).cpu().numpy()
-
-        probe_pass(model, self, [("hook_resid_post", on_resid)], [layer], batch_size=batch_size, progress=progress,
-                   desc="patch norms")
-        return out.reshape(len(self), rows, cols)
-
-    def mark_high_norm(self, model: Any, rule: Any = "top:1", batch_size: int = 32, progress: bool = False) -> ImageSet:
-        """A copy whose patch kinds flag the high-norm patches of `model` under `rule` (sink `top-norm`)."""
-        from workbench.core.modelinfo import info
-
-        rule = HighNormRule.parse(rule)
-        model_info = info(model)
-        layer = rule.resolve_layer(model_info)
-        norms = torch.from_numpy(self.patch_norms(model, layer, batch_size, progress).reshape(len(self), -1))
-        flags = rule.flag(norms).numpy()
+        `flags` [n, rows, cols] or [n, rows * cols] bool; measured on a model by
+        `workbench.probes.high_norm.mark_high_norm`."""
+        flags = np.asarray(flags, dtype=bool)
+        rows, cols = self.background.shape[1:]
+        if flags.size != len(self) * rows * cols:
+            raise InputError(f"high-norm flags of shape {flags.shape} do not fit {len(self)} images of {rows} x {cols} "
+                             f"patches: give [n, rows, cols] = [{len(self)}, {rows}, {cols}]")
+        flags = flags.reshape(len(self), -1)
         kinds = self.kinds.copy()
-        start = model_info.n_prefix
-        patches = kinds[:, start:start + flags.shape[1]]
-        base = np.where(self.background.reshape(len(self), -1), kinds_of.BACKGROUND, kinds_of.OBJECT)
-        patches[:] = np.where(flags, base + (kinds_of.BACKGROUND_HIGH - kinds_of.BACKGROUND), base)
-        marked = {"rule": rule.label, "layer": layer, "fraction": float(flags.mean()),
-                  "background_share": float((flags & self.background.reshape(len(self), -1)).sum() / max(1, flags.sum()))}
+        background = self.background.reshape(len(self), -1)
+        base = np.where(background, kinds_of.BACKGROUND, kinds_of.OBJECT)
+        kinds[:, self._patch_positions] = np.where(flags, base + (kinds_of.BACKGROUND_HIGH - kinds_of.BACKGROUND), base)
+        marked = {"rule": rule, "layer": layer, "fraction": float(flags.mean()),
+                  "background_share": float((flags & background).sum() / max(1, flags.sum()))}
         return dataclasses.replace(self, kinds=kinds, high_norm=marked)
 
 
@@ -288,12 +279,13 @@ def _as_pixels(images: np.ndarray, model_info: Any, where: str) -> np.ndarray:
 
 
 def image_set(model: Any, images: Any = "shapes", n: int = 64, seed: int = 0, labels: Any = None,
-              background_tolerance: float = DEFAULT_TOLERANCE, high_norm: Any = None, noise: float = 0.0,
-              batch_size: int = 32) -> ImageSet:
+              background_tolerance: float = DEFAULT_TOLERANCE, noise: float = 0.0) -> ImageSet:
     """Images ready for `model`: generated shapes, an array [n, H, W, C], or a .npz/.npy file.
 
         >>> images = image_set(model, "shapes", n=64, seed=1)
-        >>> images = image_set(model, my_array, labels=my_labels, high_norm="top:2@5")
+        >>> images = image_set(model, my_array, labels=my_labels)
+
+    High-norm patches are marked on the result by a measurement, `workbench.probes.high_norm.mark_high_norm`.
     """
     from workbench.core.modelinfo import info
 
@@ -329,6 +321,5 @@ def image_set(model: Any, images: Any = "shapes", n: int = 64, seed: int = 0, la
             raise InputError(f"labels must be class indices 0..{classes - 1} of {model_info.name}, got "
                              f"{labels.min()}..{labels.max()}")
     background = background_patches(pixels, model_info.patch_size, background_tolerance)
-    out = ImageSet(pixels, labels, background, position_kinds(model_info, background), source,
-                   tuple(model_info.image_mean), tuple(model_info.image_std), seed, None, objects, background_tolerance)
-    return out.mark_high_norm(model, high_norm, batch_size) if high_norm is not None else out
+    return ImageSet(pixels, labels, background, position_kinds(model_info, background), source,
+                    tuple(model_info.image_mean), tuple(model_info.image_std), seed, None, objects, background_tolerance)

@@ -1,8 +1,8 @@
 """What a small ViT trained here is: its architecture, data and optimisation, as one frozen value.
 
-    >>> PRESETS["shapes-vit-reg4"].registers
+    >>> VIT_PRESETS["shapes-vit-reg4"].registers
     4
-    >>> dataclasses.replace(PRESETS["shapes-vit"], steps=3000, seed=1)     # a variant
+    >>> dataclasses.replace(VIT_PRESETS["shapes-vit"], steps=3000, seed=1)    # a variant
 
 The zoo names `shapes-vit` and `shapes-vit-reg4` are these presets, trained by `sinkbench train-vit`
 (or `sinkbench models fetch NAME`) into the cache; the two differ only in the register tokens, so any
@@ -18,7 +18,7 @@ from workbench.core.errors import InputError, check_range
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class ViTTrainConfig:
     """A ViT classifier on procedurally generated shapes (`workbench.vision.shapes`)."""
 
     image_size: int = 32
@@ -51,7 +51,7 @@ class TrainConfig:
         "checkpoint_every": "also save checkpoints/step-N every N steps (0: final weights only)",
         "noise": "std of Gaussian pixel noise added to the shapes"}
 
-    def validate(self) -> TrainConfig:
+    def validate(self) -> ViTTrainConfig:
         from workbench.core.positions import check_registers
 
         check_range("image size", self.image_size, 8, 512)
@@ -96,7 +96,7 @@ class TrainConfig:
                 f"generated shapes (seed {self.seed})")
 
 
-PRESETS: dict[str, TrainConfig] = {
-    "shapes-vit": TrainConfig(),
-    "shapes-vit-reg4": TrainConfig(registers=4),
+VIT_PRESETS: dict[str, ViTTrainConfig] = {
+    "shapes-vit": ViTTrainConfig(),
+    "shapes-vit-reg4": ViTTrainConfig(registers=4),
 }

@@ -1,7 +1,7 @@
 """Train a small ViT (with or without register tokens) on generated shapes, deterministically, on a CPU.
 
-    >>> summary = train_vit(PRESETS["shapes-vit-reg4"], "out/shapes-vit-reg4")   # ~1 min on 2 cores
-    >>> model = models.load("out/shapes-vit-reg4")                                # back through the zoo
+    >>> summary = train_vit(VIT_PRESETS["shapes-vit-reg4"], "out/shapes-vit-reg4")
+    >>> model = zoo.load("out/shapes-vit-reg4")                                   # back through the zoo
 
 No pretrained ViT weights are reachable from the package registries, so the zoo's image models are
 trained here. Every step draws a fresh batch from `workbench.vision.shapes` with the seed sequence
@@ -35,7 +35,7 @@ import torch
 from workbench.core.errors import InputError
 from workbench.core.progress import progress_bar
 from workbench.vision.images import to_model_input
-from workbench.vision.presets import TrainConfig
+from workbench.vision.presets import ViTTrainConfig
 from workbench.vision.shapes import SHAPES, shapes
 from workbench.vision.vit import ImagePreprocessing, build_classifier
 
@@ -44,8 +44,8 @@ PREPROCESSING = ImagePreprocessing((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 TRAINING_LOG = "training.json"
 
 
-def vit_config(config: TrainConfig):
-    """The transformers ViTConfig of a TrainConfig (eager attention, no dropout, `num_register_tokens`)."""
+def vit_config(config: ViTTrainConfig):
+    """The transformers ViTConfig of a ViTTrainConfig (eager attention, no dropout, `num_register_tokens`)."""
     from transformers import ViTConfig
 
     labels = {i: name for i, name in enumerate(SHAPES[:config.n_classes])}
@@ -58,7 +58,7 @@ def vit_config(config: TrainConfig):
     return vit
 
 
-def eval_set(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def eval_set(config: ViTTrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     pixels, labels, _ = shapes(config.eval_images, config.image_size, EVAL_SEED, config.n_classes, config.noise)
     return to_model_input(pixels), torch.from_numpy(labels)
 
@@ -75,7 +75,7 @@ def accuracy(model: Any, inputs: torch.Tensor, labels: torch.Tensor, batch_size:
     return correct / len(labels)
 
 
-def _schedule(config: TrainConfig) -> Callable[[int], float]:
+def _schedule(config: ViTTrainConfig) -> Callable[[int], float]:
     """Linear warmup, then cosine decay to 0."""
     def factor(step: int) -> float:
         if step < config.warmup:
@@ -85,16 +85,15 @@ def _schedule(config: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
-def train_vit(config: TrainConfig, out: str | Path, threads: int | None = 1, progress: bool = True,
+def train_vit(config: ViTTrainConfig, out: str | Path, threads: int | None = 1, progress: bool = True,
               log: Callable[[str], None] = print) -> dict:
     """Train, then write a zoo-loadable model directory at `out`; returns the training summary.
 
-        >>> train_vit(dataclasses.replace(PRESETS["shapes-vit"], steps=50), "out/quick-vit")
+        >>> train_vit(dataclasses.replace(VIT_PRESETS["shapes-vit"], steps=50), "out/quick-vit")
 
     One thread by default: the weights are then bit-identical on any machine (the order of a parallel
-    reduction depends on the thread count), and these small matrices gain little from more threads. On a
-    loaded 2-core machine two threads were 18x slower than one (0.16 vs 2.9 s per step: OpenMP threads
-    spinning against other processes). `threads=None` keeps torch's setting.
+    reduction depends on the thread count), and these small matrices gain little from more threads, while
+    on a loaded machine OpenMP threads spin against other processes. `threads=None` keeps torch's setting.
     """
     from workbench.zoo import write_manifest
 
@@ -159,16 +158,9 @@ def train_vit(config: TrainConfig, out: str | Path, threads: int | None = 1, pro
     return summary
 
 
-def _save(model: Any, directory: Path, config: TrainConfig, summary: dict | None) -> None:
+def _save(model: Any, directory: Path, config: ViTTrainConfig, summary: dict | None) -> None:
     model.save_pretrained(directory)  # config.json (with num_register_tokens) + model.safetensors
     (directory / "preprocessor_config.json").write_text(json.dumps(PREPROCESSING.to_json(config.image_size), indent=2))
     if summary is not None:
         (directory / TRAINING_LOG).write_text(json.dumps(summary, indent=2))
 
-
-def training_summary(directory: str | Path) -> dict:
-    """The `training.json` of a trained model directory."""
-    path = Path(directory) / TRAINING_LOG
-    if not path.is_file():
-        raise InputError(f"{directory} has no {TRAINING_LOG}: it was not trained by `sinkbench train-vit`")
-    return json.loads(path.read_text())

@@ -1,7 +1,7 @@
 """Vision Transformers in the zoo: Hugging Face ViT / DeiT classifiers, and ViTs with register tokens.
 
-    >>> model = models.load("path/to/vit-dir")           # any HF ViT/DeiT directory (or a cached HF id)
-    >>> models.info(model).grid, models.info(model).n_registers
+    >>> model = zoo.load("path/to/vit-dir")              # any HF ViT/DeiT directory (or a cached HF id)
+    >>> zoo.info(model).grid, zoo.info(model).n_registers
     ((8, 8), 4)
 
 TransformerLens 4.3 has a ViT/DeiT adapter (`ViTArchitectureAdapter`); it has none for DINOv2 with
@@ -11,11 +11,11 @@ embedding, as in Darcet et al. 2024 and DINOv2-reg) and the classifier still rea
 registers are discarded at the output. Every other module is HF ViT's, and the bridge boots it with
 the plain ViT adapter, so every TransformerLens hook name works unchanged. A saved register ViT
 records `num_register_tokens` in its config.json and `RegisterViTForImageClassification` as its
-architecture; `models.load` rebuilds it (plain HF `ViTForImageClassification` would drop the registers).
+architecture; `zoo.load` rebuilds it (plain HF `ViTForImageClassification` would drop the registers).
 
 On this adapter `hook_pattern` and `hook_attn_scores` both fire post hoc with the post-softmax
 weights (like BERT's): probes read them, and the catalogue applies attention edits through the
-pattern rebuilt from `hook_q`/`hook_k` (see interventions.base).
+pattern rebuilt from `hook_q`/`hook_k` (see interventions.mechanisms).
 Positions and their kinds (what token ids are to text): `workbench.core.positions`.
 """
 
@@ -148,7 +148,7 @@ def _cached_snapshot(hf_id: str) -> Path | None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Facts about an image model and the vocabulary of its positions
+# Facts about an image model
 # --------------------------------------------------------------------------------------------------
 
 

@@ -23,22 +23,22 @@ def _load(*args: Any, **kwargs: Any):
 
 def _trainer(name: str):
     def train(target: Path, log) -> None:
-        from workbench.vision.presets import PRESETS
+        from workbench.vision.presets import VIT_PRESETS
         from workbench.vision.train import train_vit
 
-        log(f"training {name}: {PRESETS[name].describe()}")
-        train_vit(PRESETS[name], target, log=log)
+        log(f"training {name}: {VIT_PRESETS[name].describe()}")
+        train_vit(VIT_PRESETS[name], target, log=log)
     return train
 
 
 def _tiny(base: str):
     def build():
-        from workbench.vision.presets import TrainConfig
+        from workbench.vision.presets import ViTTrainConfig
         from workbench.vision.train import PREPROCESSING, vit_config
         from workbench.vision.vit import build_classifier
 
-        config = vit_config(TrainConfig(image_size=16, patch_size=4, hidden_size=32, layers=2, heads=4,
-                                        mlp_ratio=2, registers=2 if base == "tiny-vit-reg" else 0))
+        config = vit_config(ViTTrainConfig(image_size=16, patch_size=4, hidden_size=32, layers=2, heads=4,
+                                           mlp_ratio=2, registers=2 if base == "tiny-vit-reg" else 0))
         if base == "tiny-deit":
             from transformers import DeiTConfig
 
@@ -50,7 +50,7 @@ def _tiny(base: str):
 
 def register() -> None:
     from workbench.core.modelinfo import register_describer
-    from workbench.vision.presets import PRESETS
+    from workbench.vision.presets import VIT_PRESETS
     from workbench.zoo.cards import TRAINED, ModelCard, register_card
     from workbench.zoo.fetch import register_trainer
     from workbench.zoo.load import register_config_loader
@@ -58,7 +58,7 @@ def register() -> None:
 
     register_describer(is_vision_config, _model_info)
     register_config_loader(is_vision_config, _load)
-    for name, preset in PRESETS.items():
+    for name, preset in VIT_PRESETS.items():
         register_card(ModelCard(
             name, "image-classifier", "ViTForImageClassification", name, preset.n_params, preset.layers,
             preset.heads, preset.heads, f"trained here (`sinkbench train-vit --preset {name}`): {preset.describe()}",
