@@ -13,8 +13,7 @@
 - `zoo_entries`: how the zoo learns to load `toy:DIR` (registered without importing torch).
 """
 
-import sys
-import types
+from workbench.core.lazy import lazy_face
 
 _PUBLIC = {**dict.fromkeys(["load_toy", "load_weights", "save_weights"], "workbench.toy.checkpoint"),
            **dict.fromkeys(["VARIANTS", "ToyConfig", "ToyTransformer", "Variant"], "workbench.toy.model"),
@@ -27,23 +26,4 @@ __all__ = ["TASKS", "TOY_PRESETS", "VARIANTS", "BigramBackcopy", "CharLM", "ToyC
            "read_curves", "save_weights", "summarize", "train"]
 
 
-def __getattr__(name: str):
-    # Submodules load on first use, so registering the family with the zoo does not import torch.
-    import importlib
-
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value) -> None:
-        # Importing workbench.toy.train binds the submodule as `toy.train`; the public name is the function.
-        if name in _PUBLIC and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+lazy_face(__name__, _PUBLIC)  # submodules load on first use: registering with the zoo imports no torch

@@ -20,8 +20,7 @@ probe, intervention and figure takes an `ImageSet` where it takes token data. Mo
 - `zoo_entries`: how the zoo learns about ViTs (registered without importing torch).
 """
 
-import sys
-import types
+from workbench.core.lazy import lazy_face
 
 _PUBLIC = {**dict.fromkeys(["HighNormRule", "ImageSet", "image_set"], "workbench.vision.images"),
            **dict.fromkeys(["VIT_PRESETS", "ViTTrainConfig"], "workbench.vision.presets"),
@@ -47,23 +46,4 @@ def trained(name: str = "shapes-vit", log=print):
     return zoo.load(name)
 
 
-def __getattr__(name: str):
-    # Submodules load on first use, so registering the family with the zoo does not import torch.
-    import importlib
-
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value) -> None:
-        # Importing workbench.vision.shapes binds the submodule as `vision.shapes`; the public name is the function.
-        if name in _PUBLIC and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+lazy_face(__name__, _PUBLIC)  # submodules load on first use: registering with the zoo imports no torch
