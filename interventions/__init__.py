@@ -19,24 +19,39 @@
 | `zero-head` | zero the heads' outputs (head ablation; the active/dormant test of Guo et al. 2024) |
 | `test-time-register` | image models: an extra token takes over the register neurons' outliers (Jiang et al. 2025) |
 
-Every entry takes `layers=`, `heads=` (query heads) and `sink=` (bos, positions, tok:TOKEN, cls, sep; on
-image models also reg, reg:K, bg, obj, top-norm, patch:R,C) where they make sense. Write a new one in a few lines:
+Every entry takes `layers=`, `heads=` (query heads) and `sink=` (bos, positions, tok:TOKEN, first:tok:TOKEN
+(its first occurrence in each sequence), cls, sep; on image models also reg, reg:K, bg, obj, top-norm,
+patch:R,C; in Python also a [sequences, T] bool mask or a function tokens -> mask) where they make sense.
+Write a new one in a few lines:
 
-    >>> from interventions import AttentionEdit, register
+    >>> from interventions import AttentionEdit, in_scope_rows, register, renormalise, sink_columns
     >>> @register("sharpen-sink")
     ... class SharpenSink(AttentionEdit):
     ...     power: float = 2.0
     ...     def edit(self, pattern, ctx, layer, scores=None):
-    ...         sharpened = pattern ** self.power
-    ...         return sharpened / sharpened.sum(-1, keepdim=True), None
+    ...         sharpened = torch.where(sink_columns(ctx), pattern ** (1 / self.power), pattern)
+    ...         return renormalise(pattern, sharpened, in_scope_rows(ctx)), None
+
+What `edit` receives and must return (the PassContext fields and their shapes, `needs_scores`, the
+helpers) is written where the mechanism is defined: `interventions.mechanisms.AttentionEdit` (and
+`ValueEdit`, `ResidualEdit` next to it).
 """
 
 from __future__ import annotations
 
 from interventions import attention, bias, residual, values, vision  # noqa: F401  (registers the catalogue)
-from interventions.mechanisms import AttentionEdit, ResidualEdit, Scoped, ValueEdit
+from interventions.mechanisms import (
+    AttentionEdit,
+    ResidualEdit,
+    Scoped,
+    ValueEdit,
+    in_scope_rows,
+    renormalise,
+    sink_columns,
+)
 from interventions.parsing import catalogue, from_spec, get, parse
 from interventions.protocol import CATALOGUE, Compose, Identity, Intervention, register
 
 __all__ = ["CATALOGUE", "AttentionEdit", "Compose", "Identity", "Intervention", "ResidualEdit", "Scoped",
-           "ValueEdit", "catalogue", "from_spec", "get", "parse", "register"]
+           "ValueEdit", "catalogue", "from_spec", "get", "in_scope_rows", "parse", "register", "renormalise",
+           "sink_columns"]

@@ -18,31 +18,12 @@ from typing import Any
 
 import torch
 
-from interventions.mechanisms import AttentionEdit
+from interventions.mechanisms import AttentionEdit, in_scope_rows, renormalise, sink_columns
 from interventions.protocol import register
-from workbench.core.errors import InputError, check_range
-from workbench.passes import PassContext
+from workbench.core.errors import InputError, check_number, check_range
 
-_TINY = 1e-30
-
-
-def sink_columns(ctx: PassContext) -> torch.Tensor:
-    return ctx.sink[:, None, None, :]  # [b, 1, 1, k]
-
-
-def in_scope_rows(ctx: PassContext) -> torch.Tensor:
-    return ctx.queries[:, None, :, None]  # [b, 1, q, 1]
-
-
-def renormalise(pattern: torch.Tensor, edited: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Edited rows rescaled to the total weight the row had before the edit, for rows in scope whose edited
-    sum is positive; others unchanged. For a softmax the total is 1 (the usual renormalisation); for rows
-    that do not sum to 1 (the toy's softmax+1, sink-logit and kv-bias variants, whose extra slot keeps its
-    weight; sigmoid and ReLU attention) the weight taken from the sink is spread over the other keys."""
-    total = edited.sum(-1, keepdim=True)
-    before = pattern.sum(-1, keepdim=True)
-    return torch.where(rows & (total > _TINY), edited * (before / total.clamp_min(_TINY)), pattern)
-
+__all__ = ["MaskSink", "ScaleSink", "SoftmaxPlusOne", "WindowAttention", "ZeroHead", "in_scope_rows", "renormalise",
+           "sink_columns"]
 
 @register("mask-sink", "for queries q >= 1 set A[q, s] = 0 and renormalise the row")
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +41,9 @@ class ScaleSink(AttentionEdit):
 
     def validate(self, model: Any) -> None:
         super().validate(model)
-        if not isinstance(self.gamma, (int, float)) or self.gamma < 0:
-            raise InputError(f"scale-sink: gamma = {self.gamma!r} must be >= 0 (0 = mask the sink)")
+        gamma = check_number("scale-sink: gamma", self.gamma)
+        if gamma < 0:
+            raise InputError(f"scale-sink: gamma = {gamma!r} must be >= 0 (0 = mask the sink)")
 
     def edit(self, pattern, ctx, layer, scores=None):
         scaled = torch.where(sink_columns(ctx), pattern * self.gamma, pattern)

@@ -16,8 +16,7 @@ from typing import Any
 
 import torch
 
-from interventions.attention import in_scope_rows, sink_columns
-from interventions.mechanisms import AttentionEdit
+from interventions.mechanisms import AttentionEdit, in_scope_rows, sink_columns
 from interventions.protocol import register
 from workbench.core.errors import InputError
 from workbench.core.modelinfo import info

@@ -68,23 +68,57 @@ def _check_finite(tensor: torch.Tensor, who: Intervention, where: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _freeze(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
+# --------------------------------------------------------------------------------------------------
+# Helpers for edits of the pattern (public: a new AttentionEdit uses them)
+# --------------------------------------------------------------------------------------------------
+
+_TINY = 1e-30
+
+
+def sink_columns(ctx: PassContext) -> torch.Tensor:
+    """[b, 1, 1, k] bool: the sink keys of each row, shaped to broadcast against a pattern [b, h, q, k].
+
+        >>> masked = pattern * ~sink_columns(ctx)                     # A[q, s] = 0 for every sink key s
+    """
+    return ctx.sink[:, None, None, :]
+
+
+def in_scope_rows(ctx: PassContext) -> torch.Tensor:
+    """[b, 1, q, 1] bool: the queries in scope (they see a sink and are not one; on a causal model q after the
+    first sink), shaped to broadcast against a pattern [b, h, q, k].
+
+        >>> edited = torch.where(in_scope_rows(ctx), new, pattern)     # leave the other rows as they were
+    """
+    return ctx.queries[:, None, :, None]
+
+
+def renormalise(pattern: torch.Tensor, edited: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Edited rows rescaled to the total weight the row had before the edit, for rows in scope whose edited
+    sum is positive; others unchanged.
+
+        >>> renormalise(pattern, pattern * ~sink_columns(ctx), in_scope_rows(ctx))    # mask-sink
+
+    pattern, edited [b, h, q, k]; rows [b, 1|h, q, 1] bool. For a softmax the total is 1 (the usual
+    renormalisation); for rows that do not sum to 1 (the toy's softmax+1, sink-logit and kv-bias variants,
+    whose extra slot keeps its weight; sigmoid and ReLU attention) the weight taken from the sink is spread
+    over the other keys. A row whose whole mass was on the sink (q = 0 of a causal model) stays unchanged
+    rather than dividing by zero."""
+    total = edited.sum(-1, keepdim=True)
+    before = pattern.sum(-1, keepdim=True)
+    return torch.where(rows & (total > _TINY), edited * (before / total.clamp_min(_TINY)), pattern)
 
 
 @dataclasses.dataclass(frozen=True)
 class Scoped(Intervention):
     """An intervention on some layers and (query) heads, relative to a sink; default every layer and head,
-    sink = BOS (position 0; [CLS] on encoders)."""
+    sink = BOS (position 0; [CLS] on encoders). `sink` is anything `SinkSpec.parse` reads: a spec string
+    (`bos`, `0,5`, `tok:.`, `first:tok:.`, ...), positions, a [sequences, T] bool mask or a function
+    tokens -> mask (the per-sequence sinks of the last three change from sequence to sequence)."""
 
     layers: Any = None
     heads: Any = None
     sink: Any = "bos"
     sink_aware: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        for field in ("layers", "heads", "sink"):
-            object.__setattr__(self, field, _freeze(getattr(self, field)))
 
     def layer_ids(self, model: Any) -> tuple[int, ...]:
         return sites.parse_layers(self.layers, model)
@@ -107,14 +141,44 @@ class Scoped(Intervention):
 
 @dataclasses.dataclass(frozen=True)
 class AttentionEdit(Scoped):
-    """Change the post-softmax attention of the heads in scope: subclasses implement `edit`."""
+    """Change the post-softmax attention of the heads in scope: subclasses implement `edit`.
+
+        >>> @register("sharpen-sink")
+        ... class SharpenSink(AttentionEdit):
+        ...     power: float = 2.0                                 # a parameter: a dataclass field
+        ...     def edit(self, pattern, ctx, layer, scores=None):
+        ...         sharpened = torch.where(sink_columns(ctx), pattern ** (1 / self.power), pattern)
+        ...         return renormalise(pattern, sharpened, in_scope_rows(ctx)), None
+
+    The contract of `edit(pattern, ctx, layer, scores)`, for a unit of b sequences of T positions and the h
+    heads in scope (`heads=`; all by default):
+    - `pattern` [b, h, q, k] float: post-softmax weights of this unit's rows (q = k = T), already restricted
+      to the heads in scope; on a causal model the keys after q are 0;
+    - `ctx` (workbench.passes.PassContext): `ctx.sink` [b, k] bool, the sink keys of each sequence (from
+      `sink=`: fixed positions, every occurrence of a token, its first occurrence per sequence, a mask or a
+      function); `ctx.queries` [b, q] bool, the queries in scope (they see a sink and are not one);
+      `ctx.tokens` [b, T] the token ids; `ctx.index` the dataset sequence of each row; `ctx.state` what
+      `prepare` computed (None by default); `ctx.model` the model; `ctx.scratch` a dict shared by every hook
+      of the forward pass;
+    - `layer`: the block (one of `layers=`);
+    - `scores` [b, h, q, k]: the pre-softmax scores (masked keys at the dtype's minimum), given only when the
+      class sets `needs_scores = True` (else None): on adapters without a pre-softmax hook (BERT) they are
+      rebuilt as q k^T / sqrt(d_head).
+    It returns (new pattern [b, h, q, k] or None for "unchanged", extra term added to the head outputs z
+    [b, q, h, d_head] or None). Helpers: `sink_columns(ctx)` [b, 1, 1, k] and `in_scope_rows(ctx)` [b, 1, q,
+    1] broadcast against the pattern; `renormalise(pattern, edited, rows)` rescales edited rows to their
+    total before the edit. The edit must not change rows out of scope (leave q = 0 of a causal model as it
+    is), and must return finite values: NaN/inf raise InterventionError naming the intervention and layer.
+    The same edit runs unchanged on every adapter (the BERT adapter applies it as z += (A' - A) v), in
+    sweeps (one unit per layer / head), in compositions (`a + b`) and in attribution patching.
+    """
 
     needs_scores: ClassVar[bool] = False
 
     def edit(self, pattern: torch.Tensor, ctx: PassContext, layer: int,
              scores: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """pattern [b, h, q, k] (this unit's rows, heads in scope) -> (new pattern or None,
-        extra term added to z [b, q, h, d_head] or None)."""
+        extra term added to z [b, q, h, d_head] or None); see the class docstring for the whole contract."""
         raise NotImplementedError
 
     def hooks(self, model: Any, ctx: PassContext) -> list[Hook]:

@@ -24,15 +24,21 @@ def _parameters(cls: type) -> dict[str, dataclasses.Field]:
 
 
 def get(name: str, **params: Any) -> Intervention:
-    """An intervention from the catalogue, with its parameters checked by name."""
-    if name not in CATALOGUE:
+    """An intervention from the catalogue, with its parameters checked by name (and by type: a float
+    parameter must be a finite number).
+
+        >>> get("scale-sink", gamma=0.5, layers="3-10")
+    """
+    if not isinstance(name, str) or name not in CATALOGUE:
         raise InputError(f"unknown intervention {name!r}: the catalogue has {', '.join(CATALOGUE)}")
     cls = CATALOGUE[name]
     fields = _parameters(cls)
     unknown = [p for p in params if p not in fields]
     if unknown:
         raise InputError(f"{name}: unknown parameter {unknown[0]!r}; it takes {', '.join(fields) or 'none'}")
-    return cls(**params)
+    made = cls(**params)
+    made.check_parameters()  # also for classes whose own __post_init__ does not call the base's
+    return made
 
 
 def _convert(cls: type, key: str, raw: str, where: str) -> Any:
@@ -45,11 +51,14 @@ def _convert(cls: type, key: str, raw: str, where: str) -> Any:
         if kind is int:
             return int(text)
         if kind is bool:
+            if text.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                raise ValueError(text)
             return text.lower() in ("1", "true", "yes")
         if kind is str:
             return text
     except ValueError as exc:
-        raise InputError(f"{where}: {key}={text!r} is not a valid {kind.__name__}") from exc
+        raise InputError(f"{where}: {key}={text!r} is not a valid {kind.__name__}"
+                         + (" (write true or false)" if kind is bool else "")) from exc
     if text.lstrip("-").isdigit():
         return int(text)
     return None if text.lower() in ("none", "all") and key in ("layers", "heads") else text
@@ -85,7 +94,9 @@ def parse(text: str) -> Intervention:
     for key in params:
         if key not in fields:
             raise InputError(f"{name}: unknown parameter {key!r}; it takes {', '.join(fields) or 'none'}")
-    return cls(**{k: _convert(cls, k, v, text) for k, v in params.items()})
+    made = cls(**{k: _convert(cls, k, v, text) for k, v in params.items()})
+    made.check_parameters()
+    return made
 
 
 def from_spec(spec: dict | str) -> Intervention:

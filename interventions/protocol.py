@@ -4,8 +4,10 @@
     >>> both = iv + get("zero-sink-value", layers=20)          # composition
 
 An intervention is a frozen dataclass: its fields are its declared parameters, its repr is readable
-(`scale-sink(gamma=0.5, layers='3-10')`), `spec()` is saved in a result's provenance and
-`from_spec` rebuilds it (interventions.parsing). It carries no model state between runs: statistics that
+(`scale-sink(layers='3-10', gamma=0.5)`: every parameter that was given, even at its default value, and
+every one that differs from its default), `spec()` is saved in a result's provenance and
+`from_spec` rebuilds it (interventions.parsing). Parameters are checked when the object is made: a float
+parameter must be a finite number (NaN would make most edits silent no-ops), an int one an integer. It carries no model state between runs: statistics that
 an intervention needs (the means of `mean-implicit-bias`, a patch source's values) are computed by
 `prepare` for each run and handed back through the context (`ctx.state`, a workbench.passes.PassContext);
 `describe_state` says what of that state belongs in a result's provenance.
@@ -14,10 +16,11 @@ an intervention needs (the means of `mean-implicit-bias`, a patch source's value
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any, ClassVar
 
 from workbench.core import sites
-from workbench.core.errors import InputError
+from workbench.core.errors import InputError, check_number, is_integer
 from workbench.core.modelinfo import info
 from workbench.core.sites import SinkSpec
 from workbench.passes import Hook, PassContext
@@ -45,6 +48,26 @@ def register(name: str, summary: str = ""):
 # --------------------------------------------------------------------------------------------------
 
 
+def parameters(cls: type) -> list[dataclasses.Field]:
+    """The declared parameters of an intervention class (its init fields that take part in equality)."""
+    return [f for f in dataclasses.fields(cls) if f.init and f.compare]
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except (NameError, TypeError):  # a type the annotations' module cannot resolve: read the names
+        out: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            for key, text in getattr(klass, "__annotations__", {}).items():
+                out[key] = {"float": float, "int": int, "bool": bool, "str": str}.get(text, text)
+        return out
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
 @dataclasses.dataclass(frozen=True)
 class Intervention:
     """Base of every intervention (see the module docstring)."""
@@ -55,8 +78,42 @@ class Intervention:
     sink_aware: ClassVar[bool] = False  # uses the sink key / query masks
     changes_length: ClassVar[bool] = False  # adds positions (a test-time register): runs alone, not composed
 
+    def __new__(cls, *args: Any, **kwargs: Any):
+        # remember which parameters were given (a label names them even at their default value)
+        obj = super().__new__(cls)
+        names = [f.name for f in dataclasses.fields(cls) if f.init]
+        object.__setattr__(obj, "_given", frozenset(names[:len(args)]) | frozenset(kwargs))
+        return obj
+
+    def __post_init__(self) -> None:
+        for field in parameters(self):
+            value = _freeze(getattr(self, field.name))
+            if field.name == "sink":
+                spec = SinkSpec.parse(value)  # a malformed sink fails here, when the intervention is made
+                if spec.kind in ("mask", "callable"):
+                    value = spec  # one hashable value, compared by content (masks) or identity (functions)
+            object.__setattr__(self, field.name, value)
+        self.check_parameters()
+
+    def check_parameters(self) -> None:
+        """Types every declared parameter must have, whatever the model: a float parameter a finite number
+        (NaN compares False with every bound, so it would pass range checks and silently change nothing),
+        an int one an integer, a bool one a bool, a str one a string."""
+        hints = _hints(type(self))
+        for field in parameters(self):
+            value, kind, what = getattr(self, field.name), hints.get(field.name), f"{self.name}: {field.name}"
+            if kind is float or (isinstance(value, float) and kind not in (int, bool, str)):
+                check_number(what, value)
+            elif kind is int and not is_integer(value):
+                raise InputError(f"{what} must be an integer, got {value!r}")
+            elif kind is bool and not isinstance(value, bool):
+                raise InputError(f"{what} must be true or false, got {value!r}")
+            elif kind is str and not isinstance(value, str):
+                raise InputError(f"{what} must be a string, got {value!r}")
+
     def validate(self, model: Any) -> None:
         """Raise InputError for parameters that do not fit this model; runs before any forward pass."""
+        self.check_parameters()
         model_info = info(model)
         if self.causal_only and not model_info.causal:
             kind = "image model" if model_info.is_image else "encoder"
@@ -86,23 +143,31 @@ class Intervention:
 
     # -- value-object behaviour --------------------------------------------------------------------
     def spec(self) -> dict:
-        """Every declared parameter (defaults included), JSON-ready: what provenance records."""
+        """Every declared parameter (defaults included), JSON-ready: what provenance records (a sink given
+        as a mask or a function is recorded by its label)."""
         out: dict[str, Any] = {"name": self.name}
-        for field in dataclasses.fields(self):
-            if field.compare and field.init:
-                value = getattr(self, field.name)
-                out[field.name] = list(value) if isinstance(value, tuple) else value
+        for field in parameters(self):
+            value = getattr(self, field.name)
+            if isinstance(value, SinkSpec):
+                value = value.label
+            out[field.name] = list(value) if isinstance(value, tuple) else value
         return out
 
+    @property
+    def given(self) -> frozenset[str]:
+        """The parameters that were given when this intervention was made (the rest took their defaults)."""
+        return self.__dict__.get("_given", frozenset())
+
     def __str__(self) -> str:
-        """`name(non-default parameters)`, or just `name` when every parameter has its default."""
+        """`name(parameters)`: every parameter that was given (even at its default value) or differs from its
+        default, in declaration order; just `name` when none was given and all have their defaults."""
         shown = []
-        for field in dataclasses.fields(self):
-            if field.compare and field.init:
-                value = getattr(self, field.name)
-                default = field.default if field.default is not dataclasses.MISSING else None
-                if value != default:
-                    shown.append(f"{field.name}={value!r}")
+        for field in parameters(self):
+            value = getattr(self, field.name)
+            default = field.default if field.default is not dataclasses.MISSING else None
+            if field.name in self.given or value != default:
+                shown.append(f"{field.name}={value.label!r}" if isinstance(value, SinkSpec) else
+                             f"{field.name}={value!r}")
         return f"{self.name}({', '.join(shown)})" if shown else self.name
 
     __repr__ = __str__
@@ -116,7 +181,9 @@ class Intervention:
 
     def scoped(self, **changes: Any) -> Intervention:
         """The same intervention with some parameters replaced (sweeps use it for layer/head scopes)."""
-        return dataclasses.replace(self, **changes)
+        new = dataclasses.replace(self, **changes)
+        object.__setattr__(new, "_given", self.given | frozenset(changes))
+        return new
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +213,7 @@ class Compose(Intervention):
             member_ctx = dataclasses.replace(ctx, state=state)
             if member.sink_aware and member.sink_spec() != SinkSpec():
                 spec = member.sink_spec()
-                key = spec.key_mask(ctx.tokens, model)
+                key = spec.key_mask(ctx.tokens, model, index=ctx.index)
                 member_ctx = dataclasses.replace(member_ctx, sink=key, queries=sites.query_mask(key, info(model).causal))
             out += member.hooks(model, member_ctx)
         return out

@@ -21,7 +21,7 @@ import torch
 from interventions.mechanisms import ResidualEdit
 from interventions.protocol import register
 from workbench.core import sites
-from workbench.core.errors import InputError
+from workbench.core.errors import InputError, check_number
 from workbench.core.modelinfo import info
 from workbench.core.sites import SinkSpec
 from workbench.passes import PassContext
@@ -44,6 +44,8 @@ class MassiveActivations(ResidualEdit):
         model_info = info(model)
         if self.mode not in MODES:
             raise InputError(f"massive-activations: mode {self.mode!r}: use one of {', '.join(MODES)}")
+        check_number("massive-activations: abs_threshold", self.abs_threshold, low=0.0)
+        check_number("massive-activations: ratio_threshold", self.ratio_threshold, low=0.0, low_open=True)
         if self.layers is not None:
             sites.parse_layers(self.layers, model)
         if self.dims is not None:

@@ -4,7 +4,8 @@ retraining.
 
     >>> ttr = get("test-time-register", rule="top:1", layers=4, n_neurons=8)
     >>> experiment.run(model, images, [ttr])                         # accuracy, logit change, KL to baseline
-    >>> probes.patch_norms(model, images, intervention=ttr)         # do the patch outliers move to [TTR]?
+    >>> hooks, spec = experiment.batch_hooks(model, ttr, images)
+    >>> probes.patch_norms(model, images, hooks=hooks, hooks_spec=spec)   # do the patch outliers move to [TTR]?
 
 Method (after Jiang et al. §3-4): (1) `prepare` finds the outlier patches: those a high-norm rule
 flags in the residual stream after block `layer` (`HighNormRule`: top:K per image, abs:X - their default

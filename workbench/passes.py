@@ -61,10 +61,10 @@ class PassContext:
            require: bool = True) -> PassContext:
         """The context of `tokens` (one unit's rows) with sink keys resolved from a sink spec."""
         spec = SinkSpec.parse(sink)
-        key = spec.key_mask(tokens, model, auto_positions, require=require)
+        index = list(range(tokens.shape[0])) if index is None else list(index)
+        key = spec.key_mask(tokens, model, auto_positions, require=require, index=index)
         return cls(model, tokens, rows if rows is not None else slice(0, tokens.shape[0]), key,
-                   sites.query_mask(key, info(model).causal), state, {} if scratch is None else scratch,
-                   list(range(tokens.shape[0])) if index is None else list(index))
+                   sites.query_mask(key, info(model).causal), state, {} if scratch is None else scratch, index)
 
     @classmethod
     def batch_independent(cls, model: Any, state: Any = None) -> PassContext:
@@ -77,15 +77,25 @@ def device_of(model: Any) -> torch.device:
     return next(model.parameters()).device
 
 
-def batches(model: Any, data: Any, batch_size: int = 8, sink: SinkSpec | None = None,
+def check_data(model: Any, data: Any) -> None:
+    """Refuse data prepared for another model (another tokenizer or vocabulary, sequences longer than the
+    context): `data.check_model(model)` where the data can say (Dataset does)."""
+    check = getattr(data, "check_model", None)
+    if check is not None:
+        check(model)
+
+
+def batches(model: Any, data: Any, batch_size: int = 8, sink: Any = None,
             auto_positions: Sequence[int] | None = None, skip_missing: bool = False) -> list[PassContext]:
     """Every batch of `data` as a PassContext on the model's device, sink keys resolved — all of them
     before any forward pass, so bad input fails first.
 
-    `skip_missing`: sequences in which a token sink does not occur (or no query sees it) are kept with an
-    empty query mask (they count zero queries) instead of being an error."""
+    `sink`: anything `SinkSpec.parse` reads (a spec string, positions, a [sequences, T] bool mask, a function
+    of the tokens). `skip_missing`: sequences in which a data-dependent sink does not occur (or no query
+    sees it) are kept with an empty query mask (they count zero queries) instead of being an error."""
     check_range("batch size", batch_size, 1, 1 << 20)
-    sink = sink or SinkSpec()
+    check_data(model, data)
+    sink = SinkSpec.parse(sink)
     device = device_of(model)
     out = []
     for index, tokens in data.batches(batch_size):
@@ -110,7 +120,7 @@ def forward(model: Any, inputs: Any, hooks: Sequence[Hook] = (), stop_at_layer: 
 
 
 def probe_pass(model: Any, data: Any, readers: Sequence[tuple[str, Reader]], layers: Iterable[int],
-               sink: SinkSpec | None = None, batch_size: int = 8, progress: bool = True, desc: str = "probe",
+               sink: Any = None, batch_size: int = 8, progress: bool = True, desc: str = "probe",
                after_batch: Callable[[PassContext], None] | None = None, auto_positions: Sequence[int] | None = None,
                skip_missing: bool = False, hooks: Sequence[Hook] = ()) -> None:
     """Run `data` through `model` with read-only hooks on `blocks.{l}.{suffix}` for the given layers:

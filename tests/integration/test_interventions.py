@@ -28,7 +28,7 @@ def test_massive_activations_zero_destroys_mean_keeps_smollm2(smollm2, smol_data
     """Sun et al. 2024 Table 3 in shape: the BOS massive activations are fixed, important biases."""
     res = experiment.run(smollm2, smol_data, ["massive-activations:mode=zero", "massive-activations:mode=mean"],
                          progress=False)
-    assert res.value("delta_loss", intervention="massive-activations") > 3.0
+    assert res.value("delta_loss", intervention="massive-activations(mode='zero')") > 3.0
     assert abs(res.value("delta_loss", intervention="massive-activations(mode='mean')")) < 0.01
     assert res.provenance["prepared"]["massive-activations"]["layer"] >= 1
 

@@ -144,3 +144,27 @@ def test_ar_member_reads_a_deb_container():
 
     archive = b"!<arch>\n" + member("debian-binary", b"2.0\n") + member("data.tar.xz", blob)
     assert corpora._ar_member(archive, "data.tar.xz") == blob
+
+
+def test_every_dataset_records_the_tokenizer_it_was_cut_with(tiny_llama, fake_corpus, tmp_path):
+    fingerprint = tiny_llama.sinkbench.tokenizer_fingerprint()
+    assert fingerprint and len(fingerprint) == 16
+    text = tmp_path / "t.txt"
+    text.write_text("some text to cut " * 10)
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text(json.dumps({"tokens": [1, 5, 6]}) + "\n")
+    made = [data.from_text(tiny_llama, "hello there", window=8), data.from_file(tiny_llama, text, window=16),
+            data.from_file(tiny_llama, jsonl), data.corpus_windows(tiny_llama, "austen", window=16, n_windows=2),
+            data.control_prompts(tiny_llama, "random", window=8, n=2)]
+    for ds in made:
+        assert (ds.tokenizer_id, ds.prepared_for) == (fingerprint, "tiny-llama"), ds.source
+        assert ds.subset([0]).tokenizer_id == fingerprint
+        ds.check_model(tiny_llama)  # the model it was cut for: accepted
+
+
+def test_a_text_file_is_read_as_utf8_exactly(tiny_llama, tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes("\ufeffcafé, naïve".encode())  # a BOM is dropped, the rest kept byte for byte
+    assert data.read_text_file(path) == "café, naïve"
+    ds = data.from_file(tiny_llama, path, window=64, prepend_bos=False)
+    assert tiny_llama.sinkbench.tokenizer.decode(ds.sequences[0].tolist()) == "café, naïve"

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import pytest
 import torch
@@ -316,3 +317,190 @@ def test_renormalising_keeps_each_rows_total_weight():
     assert torch.allclose(out.sum(-1), pattern.sum(-1))  # the sink's weight goes to the other keys
     assert torch.allclose(out[0, 0, 1], torch.tensor([0.0, 0.8, 0.0]))
     assert torch.equal(out[0, 0, 0], pattern[0, 0, 0])  # row q = 0 is out of scope: unchanged
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-sequence sinks, labels, the journal, reruns, the extension contract (issue 13)
+# --------------------------------------------------------------------------------------------------
+
+
+def dotted(model, n=6, length=20, seed=0):
+    """Sequences with '.' at two positions that differ from sequence to sequence; the first dots' positions."""
+    import numpy as np
+
+    tok = zoo.info(model).tokenizer
+    dot = tok(".", add_special_tokens=False)["input_ids"][0]
+    rng = np.random.default_rng(seed)
+    pool = [i for i in range(60, 120) if i != dot]
+    seqs, firsts = [], []
+    for i in range(n):
+        body = rng.choice(pool, size=length - 1)
+        first = 2 + i
+        body[[first - 1, first + 6]] = dot
+        seqs.append(np.concatenate([[1], body]))
+        firsts.append(first)
+    return data.Dataset(seqs, "dotted", "as-given", {}, None), dot, firsts
+
+
+def test_a_per_sequence_sink_is_one_batched_call_equal_to_a_loop_over_sequences(tiny_llama):
+    ds, dot, firsts = dotted(tiny_llama)
+    tokens = ds.tensor()
+    first_mask = (tokens == dot) & ((tokens == dot).cumsum(1) == 1)
+    assert torch.equal(sites.SinkSpec.parse("first:tok:.").key_mask(tokens, tiny_llama), first_mask)
+    assert first_mask.sum(1).tolist() == [1] * 6 and first_mask.float().argmax(1).tolist() == firsts
+    forms = {"first:tok:.": "first:tok:.", "mask": first_mask, "numpy mask": first_mask.numpy(),
+             "per-sequence list": list(first_mask), "callable": lambda t: (t == dot) & ((t == dot).cumsum(1) == 1)}
+    values = {}
+    for label, sink in forms.items():
+        res = experiment.run(tiny_llama, ds, [iv.get("mask-sink", sink=sink)], batch_size=4, progress=False)
+        values[label] = [r["value"] for r in res.filter(metric="loss") if r["intervention"] != "none"][0]
+    assert len({round(v, 9) for v in values.values()}) == 1, values  # every form of the sink: the same number
+    every = experiment.run(tiny_llama, ds, ["mask-sink:sink=tok:."], progress=False)
+    assert every.value("loss", intervention="mask-sink(sink='tok:.')") != pytest.approx(values["mask"], abs=1e-6)
+    # what the composer had to write before: one call per sequence, each with its own fixed position
+    looped = [experiment.run(tiny_llama, ds.subset([i]), [f"mask-sink:sink={p}"], progress=False)
+              .value("loss", intervention=f"mask-sink(sink={p})") for i, p in enumerate(firsts)]
+    assert values["mask"] == pytest.approx(sum(looped) / len(looped), abs=1e-6)
+
+
+def test_a_mask_sink_follows_the_sequences_whatever_the_batching(tiny_llama):
+    ds, dot, firsts = dotted(tiny_llama, n=5)
+    mask = (ds.tensor() == dot) & ((ds.tensor() == dot).cumsum(1) == 1)
+    entry = iv.get("zero-implicit-bias", sink=mask)
+    small = experiment.run(tiny_llama, ds, [entry], batch_size=2, progress=False)
+    large = experiment.run(tiny_llama, ds, [entry], batch_size=5, progress=False)
+    key = str(entry)
+    assert key.startswith("zero-implicit-bias(sink='mask:")
+    assert small.value("kl", intervention=key) == pytest.approx(large.value("kl", intervention=key), abs=1e-7)
+    assert entry == iv.get("zero-implicit-bias", sink=mask.clone()) and hash(entry) == hash(iv.get(
+        "zero-implicit-bias", sink=mask.clone()))  # masks compare by content
+    assert entry != iv.get("zero-implicit-bias", sink=~mask)
+    swept = experiment.sweep(tiny_llama, ds, entry, over="layer", progress=False)
+    assert sorted(r["layer"] for r in swept.filter(metric="kl")) == [0, 1]
+    est = attribution_sweep(tiny_llama, ds, entry, progress=False)  # attribution takes it too
+    assert len(est) == 8
+    with torch.no_grad(), experiment.hooked(tiny_llama, entry, ds.tensor()[1:3], index=[1, 2]) as ctx:
+        tiny_llama(ds.tensor()[1:3])
+    assert ctx.sink.float().argmax(1).tolist() == firsts[1:3]
+
+
+def test_labels_keep_the_parameters_that_were_given_even_at_their_defaults():
+    assert str(iv.parse("scale-sink:gamma=0.5")) == "scale-sink(gamma=0.5)"  # 0.5 is the default
+    assert str(iv.get("scale-sink", gamma=0.5)) == "scale-sink(gamma=0.5)"
+    assert str(iv.get("scale-sink")) == "scale-sink"
+    assert str(iv.parse("window-attention:n_sinks=1")) == "window-attention(n_sinks=1)"
+    assert str(iv.parse("massive-activations:mode=zero")) == "massive-activations(mode='zero')"
+    assert str(iv.parse("mask-sink:sink=bos")) == "mask-sink(sink='bos')"
+
+    @register("test-sink-temperature-label")
+    class SinkTemperature(AttentionEdit):
+        tau: float = 1.0
+
+        def edit(self, pattern, ctx, layer, scores=None):
+            return None, None
+
+    assert str(SinkTemperature(tau=1.0)) == "test-sink-temperature-label(tau=1.0)"
+    assert str(SinkTemperature()) == "test-sink-temperature-label"
+    assert SinkTemperature(tau=1.0) == SinkTemperature()  # the same intervention; only the label says more
+    scoped = iv.parse("scale-sink:gamma=0.5").scoped(layers=(1,))
+    assert str(scoped) == "scale-sink(layers=(1,), gamma=0.5)"
+
+
+def test_a_journaled_run_writes_the_baseline_rows_too(tiny_llama, tmp_path):
+    out = tmp_path / "r.json"
+    res = experiment.run(tiny_llama, prompts(tiny_llama), ["mask-sink"], out=out, progress=False)
+    saved = Results.load(out)
+    assert len(saved) == len(res) == 1 + 4  # the baseline's loss + mask-sink's four metrics ("wrote 5 rows" held 4)
+    assert saved.value("loss", intervention="none") == pytest.approx(res.value("loss", intervention="none"))
+    assert [r["intervention"] for r in saved][:1] == ["none"]
+
+
+def test_a_sweep_killed_by_sigkill_loses_only_the_unit_in_flight(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    out = tmp_path / "sweep.json"
+    code = textwrap.dedent(f"""
+        import os, signal
+        from workbench import experiment, zoo
+        from workbench.core import data
+        from workbench.experiment import scoring
+        model = zoo.load("tiny-llama")
+        ds = data.control_prompts(model, "random", window=24, n=6, seed=0)
+        real, calls = scoring.CausalLMScorer.unit, []
+        def dies(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 6:
+                os.kill(os.getpid(), signal.SIGKILL)  # no handler, no flush: what a crash or an OOM kill does
+            return real(*args, **kwargs)
+        scoring.CausalLMScorer.unit = dies
+        experiment.sweep(model, ds, "zero-implicit-bias", over="head", out={str(out)!r}, batch_size=6,
+                         rows_per_forward=6, progress=False)
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SINKBENCH_PROGRESS": "0"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == -9, done.stderr[-2000:]
+    lines = (tmp_path / "sweep.json.partial.jsonl").read_text().splitlines()
+    assert [json.loads(line)["unit"] for line in lines[1:]] == [f"zero-implicit-bias@L0H{h}" for h in range(4)] + \
+        ["zero-implicit-bias@L1H0"]  # five units finished before the sixth was killed: all five are on disk
+    resumed = experiment.sweep(zoo.load("tiny-llama"), data.control_prompts(zoo.load("tiny-llama"), "random",
+                               window=24, n=6, seed=0), "zero-implicit-bias", over="head", out=out, batch_size=6,
+                               rows_per_forward=6, progress=False)
+    assert resumed.provenance["resumed_units"] == 5 and len(resumed.filter(metric="kl")) == 8
+
+
+def test_without_room_for_the_baseline_the_journal_is_still_written_every_few_seconds(tiny_llama, tmp_path,
+                                                                                       monkeypatch):
+    from workbench.experiment import runner
+
+    monkeypatch.setattr(runner, "_LOGIT_CACHE_BYTES", 0)  # the baseline is recomputed for every group of units
+    real, calls = scoring.CausalLMScorer.unit, {"n": 0}
+
+    def dies_after_three(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring.CausalLMScorer, "unit", dies_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.sweep(tiny_llama, prompts(tiny_llama), "zero-implicit-bias", over="head", out=tmp_path / "s.json",
+                         batch_size=6, rows_per_forward=6, flush_seconds=0, progress=False)
+    journal = (tmp_path / "s.json.partial.jsonl").read_text().splitlines()[1:]
+    assert len(journal) == 3  # flush_seconds=0: every unit is its own group, journaled at once
+
+
+def test_a_finished_output_is_reused_and_force_recomputes(tiny_llama, tmp_path, monkeypatch):
+    out = tmp_path / "r.json"
+    ds = prompts(tiny_llama)
+    first = experiment.run(tiny_llama, ds, ["mask-sink"], out=out, progress=False)
+    said, calls = [], []
+    real = scoring.Scorer.outputs
+    monkeypatch.setattr(scoring.Scorer, "outputs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = experiment.run(tiny_llama, ds, ["mask-sink"], out=out, progress=False, log=said.append)
+    assert not calls and len(said) == 1 and f"reusing {out}" in said[0] and "force=True" in said[0]
+    assert [r["value"] for r in again] == [r["value"] for r in first] and again.provenance["reused"] == str(out)
+    forced = experiment.run(tiny_llama, ds, ["mask-sink"], out=out, progress=False, force=True, log=said.append)
+    assert calls and len(said) == 1 and "reused" not in forced.provenance
+    other = experiment.run(tiny_llama, prompts(tiny_llama, n=5), ["mask-sink"], out=out, progress=False,
+                           resume=False, log=said.append)  # other data: a different run, recomputed
+    assert len(said) == 1 and other.value("loss", intervention="none") != first.value("loss", intervention="none")
+    swept = tmp_path / "sweep.json"
+    experiment.sweep(tiny_llama, ds, "mean-implicit-bias", over="layer", out=swept, progress=False)
+    prepared = []
+    monkeypatch.setattr(type(iv.get("mean-implicit-bias")), "prepare", lambda *a, **k: prepared.append(1))
+    experiment.sweep(tiny_llama, ds, "mean-implicit-bias", over="layer", out=swept, progress=False, log=said.append)
+    assert not prepared and "reusing" in said[-1]  # not even the first pass (means) runs again
+
+
+def test_the_extension_contract_is_public_and_documented():
+    for helper in ("sink_columns", "in_scope_rows", "renormalise"):
+        assert helper in iv.__all__ and getattr(iv, helper).__doc__.strip()
+    doc = iv.AttentionEdit.__doc__
+    for fact in ("ctx.sink` [b, k]", "ctx.queries` [b, q]", "needs_scores", "[b, h, q, k]", "[b, q, h, d_head]",
+                 "sink_columns(ctx)", "in_scope_rows(ctx)", "renormalise(pattern, edited, rows)"):
+        assert fact in doc, fact
+    from interventions.attention import renormalise as old_home
+
+    assert old_home is iv.renormalise  # the old import path keeps working

@@ -66,3 +66,19 @@ def test_reference_compare_equals_the_separate_metrics():
     assert torch.allclose(kl, metrics.kl_per_token(base, new), atol=1e-5)  # sum p log p - sum p log q: ~1e-6
     assert torch.equal(agree, metrics.top1_agreement(base, new))
     assert metrics.Reference.of(base).compare(base, tokens)[1].max() < 1e-5  # KL of the baseline to itself
+
+
+def test_spearman_needs_no_scipy_and_handles_ties_and_missing_values():
+    assert metrics.spearman([1, 2, 3, 4, 5], [5, 6, 7, 8, 7]) == pytest.approx(0.8207826816681233)  # scipy's value
+    assert metrics.spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(0.9486832980505138)
+    assert metrics.spearman([1, 2, 3, 4], [10, 20, 30, 1e9]) == pytest.approx(1.0)  # ranks, not values
+    assert metrics.spearman([1, 2, None, 3, float("nan")], [3, 2, 1, 1, 0]) == pytest.approx(-1.0)
+    assert np.array_equal(metrics.rank([3.0, 1.0, 2.0, 2.0]), [3.0, 0.0, 1.5, 1.5])
+    from workbench.core.errors import InputError
+
+    with pytest.raises(InputError, match="at least 3 pairs"):
+        metrics.spearman([1, 2], [2, 1])
+    with pytest.raises(InputError, match="constant"):
+        metrics.spearman([1, 1, 1], [1, 2, 3])
+    with pytest.raises(InputError, match="of one length"):
+        metrics.spearman([1, 2, 3], [1, 2])

@@ -237,3 +237,63 @@ def test_hook_attn_scores_is_pre_softmax_on_llama_and_gemma_not_on_bert(tiny_lla
     assert sites.scores_are_pre_softmax(tiny_llama)
     assert sites.scores_are_pre_softmax(tiny_gemma)
     assert not sites.scores_are_pre_softmax(tiny_bert)  # the BERT adapter fires it post hoc on the weights
+
+
+def dotted(model, n=6, length=24, seed=0):
+    """Sequences with '.' at two positions that move from sequence to sequence, and the first dots' positions."""
+    tok = zoo.info(model).tokenizer
+    dot = tok(".", add_special_tokens=False)["input_ids"][0]
+    rng = np.random.default_rng(seed)
+    pool = [i for i in range(60, 120) if i != dot]
+    seqs, firsts = [], []
+    for i in range(n):
+        body = rng.choice(pool, size=length - 1)
+        body[[1 + i, 9 + i]] = dot
+        seqs.append(np.concatenate([[1], body]))
+        firsts.append(2 + i)
+    return data.Dataset(seqs, "dotted", "as-given", {}, None), dot, firsts
+
+
+def test_first_occurrence_sinks_take_one_batched_call_equal_to_a_loop_over_sequences(tiny_llama):
+    ds, dot, firsts = dotted(tiny_llama)
+    batched = probes.sinks(tiny_llama, ds, sink="first:tok:.", progress=False)
+    assert batched.provenance["sink"] == "first:tok:." and batched.rows[0]["sink"] == "first:tok:."
+    looped = [probes.sinks(tiny_llama, ds.subset([i]), sink=p, progress=False) for i, p in enumerate(firsts)]
+    for layer, head in [(0, 0), (1, 3)]:
+        pooled = sum(r.value("sink_attention", layer=layer, head=head) * r.filter(metric="sink_attention").rows[0]["n"]
+                     for r in looped) / sum(r.filter(metric="sink_attention").rows[0]["n"] for r in looped)
+        assert batched.value("sink_attention", layer=layer, head=head) == pytest.approx(pooled, abs=1e-7)
+    tokens = ds.tensor()
+    mask = (tokens == dot) & ((tokens == dot).cumsum(1) == 1)
+    for sink in (mask, mask.numpy(), list(mask), lambda t: (t == dot) & ((t == dot).cumsum(1) == 1)):
+        again = probes.sinks(tiny_llama, ds, sink=sink, batch_size=4, progress=False)
+        assert again.value("sink_attention", layer=1, head=3) == pytest.approx(
+            batched.value("sink_attention", layer=1, head=3), abs=1e-7)
+    every = probes.sinks(tiny_llama, ds, sink="tok:.", progress=False)
+    assert every.value("sink_attention", layer=1, head=3) != pytest.approx(
+        batched.value("sink_attention", layer=1, head=3), abs=1e-6)
+    for probe in (probes.heads, probes.norms, probes.implicit_bias):  # every probe that takes a sink takes these
+        assert len(probe(tiny_llama, ds, sink=mask, progress=False)) > 0
+
+
+def test_special_token_attention_labels_rows_with_the_sink_spec(tiny_bert):
+    tok = zoo.info(tiny_bert).tokenizer
+    dot = tok(".", add_special_tokens=False)["input_ids"][0]
+    ds = batch_of(tiny_bert)
+    seqs = [s.copy() for s in ds.sequences]
+    for s in seqs:
+        s[5] = dot
+    res = probes.special_token_attention(tiny_bert, data.Dataset(seqs, "dots", "as-given", {}, None),
+                                         targets=("cls", "sep", "tok:.", "tok:,"))
+    assert sorted(set(res.df.target)) == ["cls", "sep", "tok:."]  # what filter(target=...) and sinks(sink=) take
+    assert dict(zip(res.df.target, res.df.target_name)) == {"cls": "[CLS]", "sep": "[SEP]", "tok:.": "'.'"}
+    assert res.provenance["absent_targets"] == ["tok:,"]
+    assert len(res.filter(target="tok:.")) == 2 * 4
+
+
+def test_sink_labels_read_back_as_the_same_sink():
+    for text in ("bos", "0,5", "tok:.", "tok:\\n", "first:tok:.", "cls", "sep", "auto:0.3", "patch:1,2", "reg:1"):
+        spec = sites.SinkSpec.parse(text)
+        assert sites.SinkSpec.parse(spec.label) == spec, text
+    assert sites.SinkSpec.parse("tok:\\n").tokens == ("\n",) and sites.SinkSpec.parse("tok:\\u00e9").tokens == ("é",)
+    assert sites.SinkSpec.parse("tok:é\\t").tokens == ("é\t",)  # escapes next to non-ASCII text

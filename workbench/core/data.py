@@ -53,10 +53,38 @@ class Dataset:
     special_ids: dict[str, int | None]
     window: int | None
     seed: int | None = None
+    tokenizer_id: str | None = None  # ModelInfo.tokenizer_fingerprint() of the model the data was cut for
+    prepared_for: str | None = None  # that model's name (for messages)
 
     def __post_init__(self) -> None:
-        if not self.sequences:
+        if isinstance(self.sequences, (str, bytes)) or not hasattr(self.sequences, "__len__"):
+            raise InputError(f"{self.source}: sequences must be a list of token-id arrays, got "
+                             f"{type(self.sequences).__name__}")
+        if not len(self.sequences):
             raise InputError(f"{self.source}: no token sequences to run on")
+
+    def check_model(self, model: Any) -> None:
+        """Refuse a model this data was not cut for: another tokenizer (the ids would mean other text), an id
+        outside its vocabulary, a sequence longer than its context, or an image model."""
+        model_info = info(model)
+        if model_info.is_image:
+            raise InputError(f"{self.source}: token data, but {model_info.name} is an image model; give it images "
+                             "(workbench.vision.image_set)")
+        theirs = model_info.tokenizer_fingerprint() if self.tokenizer_id is not None else None
+        if theirs is not None and theirs != self.tokenizer_id:
+            raise InputError(f"{self.source} was tokenised for {self.prepared_for or 'another model'} (tokenizer "
+                             f"{self.tokenizer_id}); {model_info.name} has another tokenizer ({theirs}), so its ids "
+                             f"would mean other text: prepare the data again with {model_info.name}")
+        low = min(int(np.min(s)) for s in self.sequences if len(s))
+        high = max(int(np.max(s)) for s in self.sequences if len(s))
+        if low < 0 or high >= model_info.vocab_size:
+            bad = low if low < 0 else high
+            raise InputError(f"{self.source}: token id {bad} is outside the vocabulary of {model_info.name}: allowed "
+                             f"0..{model_info.vocab_size - 1} (was the data prepared for another model?)")
+        longest = max(self.lengths)
+        if longest > model_info.n_ctx:
+            raise InputError(f"{self.source}: a sequence of {longest} tokens exceeds the context of {model_info.name}: "
+                             f"allowed up to {model_info.n_ctx}")
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -108,11 +136,16 @@ class Dataset:
     def provenance(self) -> dict:
         return {"data_source": self.source, "data_sha256": self.hash(), "bos_policy": self.bos_policy,
                 "special_ids": self.special_ids, "window": self.window, "n_sequences": len(self),
-                "n_tokens": self.n_tokens, "data_seed": self.seed}
+                "n_tokens": self.n_tokens, "data_seed": self.seed, "tokenizer_fingerprint": self.tokenizer_id}
 
 
 def _model_info(model: Any):
     return info(model)
+
+
+def _made_for(model_info: Any) -> dict:
+    """The Dataset fields that say which model (tokenizer) the data was cut for."""
+    return {"tokenizer_id": model_info.tokenizer_fingerprint(), "prepared_for": model_info.name}
 
 
 def _specials(model_info: Any, prepend_bos: bool) -> tuple[list[int], list[int], dict]:
@@ -162,14 +195,17 @@ def from_text(model: Any, text: str, window: int = 128, prepend_bos: bool = True
     model_info = _model_info(model)
     check_window(model_info, window, prepend_bos)
     before, after, special = _specials(model_info, prepend_bos)
-    ids = tokenize(model_info, text) if isinstance(text, str) else np.asarray([], np.int64)
+    if not isinstance(text, str):
+        raise InputError(f"{source}: the text must be a str, got {type(text).__name__}"
+                         + ("; decode it first (text.decode('utf-8'))" if isinstance(text, bytes) else ""))
+    ids = tokenize(model_info, text)
     body = window - len(before) - len(after)
     sequences = _wrap(_windows(ids, body, max_windows, keep_tail), before, after)
     sequences = [s for s in sequences if len(s) >= 2]
     if not sequences:
         raise InputError(f"{source}: the text has {len(ids)} tokens after tokenisation; at least 2 are needed "
                          "(with BOS: 1 text token)")
-    return Dataset(sequences, source, "bos" if prepend_bos else "none", special, window)
+    return Dataset(sequences, source, "bos" if prepend_bos else "none", special, window, **_made_for(model_info))
 
 
 def from_file(model: Any, path: str | Path, window: int = 128, prepend_bos: bool = True,
@@ -183,10 +219,36 @@ def from_file(model: Any, path: str | Path, window: int = 128, prepend_bos: bool
         raise InputError(f"input file {path} does not exist")
     if path.suffix == ".jsonl":
         return from_jsonl(model, path, window, prepend_bos, max_windows, keep_tail)
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = read_text_file(path)
     if not text.strip():
         raise InputError(f"{path}: the file is empty")
     return from_text(model, text, window, prepend_bos, max_windows, keep_tail, source=f"file:{path}")
+
+
+def _decode(raw: bytes, where: str, offset: int = 0) -> str:
+    """Strict UTF-8 (a leading byte-order mark dropped): binary or other encodings are refused, never replaced."""
+    if b"\x00" in raw:
+        at = offset + raw.index(b"\x00")
+        raise InputError(f"{where}: not a text file (a NUL byte at offset {at}: binary data, or UTF-16/32 text); "
+                         "give UTF-8 text")
+    try:
+        return raw.decode("utf-8-sig" if offset == 0 else "utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start:exc.start + 4]
+        raise InputError(f"{where}: not UTF-8 text (invalid byte {raw[exc.start:exc.start + 1]!r} at offset "
+                         f"{offset + exc.start}, near {bad!r}); convert it to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+                         ) from None
+
+
+def read_text_file(path: str | Path) -> str:
+    """The text of a UTF-8 file; binary files and other encodings are one InputError (never decoded with
+    replacement characters, which would then be tokenised and scored as if they were text)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    return _decode(raw, str(path))
 
 
 def from_jsonl(model: Any, path: str | Path, window: int = 128, prepend_bos: bool = True,
@@ -211,7 +273,8 @@ def from_jsonl(model: Any, path: str | Path, window: int = 128, prepend_bos: boo
     policy = "as-given" if kinds == {"tokens"} else ("bos" if prepend_bos else "none")
     if kinds == {"tokens", "text"}:
         policy = f"mixed: text {'bos' if prepend_bos else 'none'}, tokens as-given"
-    return Dataset(sequences, f"jsonl:{path}", policy, special if "text" in kinds else {}, window)
+    return Dataset(sequences, f"jsonl:{path}", policy, special if "text" in kinds else {}, window,
+                   **_made_for(model_info))
 
 
 def jsonl_records(path: str | Path) -> Iterator[tuple[str, str, Any]]:
@@ -220,11 +283,14 @@ def jsonl_records(path: str | Path) -> Iterator[tuple[str, str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"input file {path} does not exist")
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    with open(path, "rb") as handle:
+        offset = 0
+        for lineno, raw in enumerate(handle, start=1):
+            where = f"{path}:{lineno}"
+            line = _decode(raw, where, offset)
+            offset += len(raw)
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -287,7 +353,8 @@ def corpus_windows(model: Any, corpus: str = DEFAULT_CORPUS, window: int = 128, 
     if len(picked) < n_windows:
         raise InputError(f"corpus {corpus!r} has only {len(picked)} windows of {window} tokens, asked for {n_windows}")
     where = f"corpus:{corpus}" + (f"/{docs[0].title}" if document is not None else "")
-    return Dataset(_wrap(picked[:n_windows], before, after), where, "bos" if prepend_bos else "none", special, window)
+    return Dataset(_wrap(picked[:n_windows], before, after), where, "bos" if prepend_bos else "none", special, window,
+                   **_made_for(model_info))
 
 
 def corpus_tokens(model: Any, corpus: str = DEFAULT_CORPUS, document: str | int = 0,
@@ -350,7 +417,7 @@ def control_prompts(model: Any, kind: str, window: int = 64, n: int = 16, seed: 
     else:
         windows = [rng.choice(pool, size=body).astype(np.int64) for _ in range(n)]
     return Dataset(_wrap(windows, before, after), f"control:{kind}", "bos" if prepend_bos else "none",
-                   special, window, seed=seed)
+                   special, window, seed=seed, **_made_for(model_info))
 
 
 def ordinary_token_ids(model_info: Any) -> np.ndarray:

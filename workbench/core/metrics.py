@@ -13,15 +13,19 @@ Definitions (each the mean over every counted token of every sequence, i.e. what
 - logit_diff: logit[a] - logit[b] at the last position (a token pair given by the user);
 - embedding_cosine (encoders): cosine similarity of the mean-pooled final residual stream to the
   baseline's (what sentence-embedding models such as all-MiniLM-L6-v2 are for).
+Rank statistics (`rank`, `spearman`) need only numpy.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import numpy as np
 import torch
+
+from workbench.core.errors import InputError
 
 CAUSAL_METRICS = ("loss", "perplexity", "delta_loss", "kl", "top1_agreement", "logit_diff")
 ENCODER_METRICS = ("embedding_cosine", "embedding_delta_norm")
@@ -143,3 +147,33 @@ class SequenceStats:
             value, low, high = transform(value), transform(low), transform(high)
         return {"metric": metric, "value": value, "n": self.n, "n_sequences": len(self), "ci_low": low,
                 "ci_high": high, **extra}
+
+
+def rank(values: np.ndarray) -> np.ndarray:
+    """Ranks 0..n-1 with ties given their average rank (what scipy.stats.rankdata gives, minus 1)."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(len(values), dtype=np.float64)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
+
+
+def spearman(a: Any, b: Any) -> float:
+    """Spearman's rank correlation of two equally long sequences, with average ranks for ties; pairs where
+    either value is NaN or None are left out. Needs only numpy (pandas' method="spearman" needs SciPy).
+
+        >>> spearman(frame.sink_score, frame.delta_loss)            # per-head comparison of two metrics
+    """
+    x = np.asarray([np.nan if v is None else v for v in a], dtype=np.float64)
+    y = np.asarray([np.nan if v is None else v for v in b], dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise InputError(f"spearman needs two 1-D sequences of one length, got {x.shape} and {y.shape}")
+    keep = np.isfinite(x) & np.isfinite(y)
+    if keep.sum() < 3:
+        raise InputError(f"spearman needs at least 3 pairs of finite values, found {int(keep.sum())}")
+    rank_x, rank_y = rank(x[keep]), rank(y[keep])
+    if rank_x.std() == 0 or rank_y.std() == 0:
+        raise InputError("spearman is undefined when one side is constant (every value ties)")
+    return float(np.corrcoef(rank_x, rank_y)[0, 1])

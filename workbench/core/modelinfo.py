@@ -11,6 +11,7 @@ elsewhere. Model families whose config this module cannot read (image models) re
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -75,6 +76,25 @@ class ModelInfo:
     def group_size(self) -> int:
         """Query heads per key/value head (GQA); query head h reads value head h // group_size."""
         return self.n_heads // self.n_kv_heads
+
+    def tokenizer_fingerprint(self) -> str | None:
+        """A short hash of the tokenizer's vocabulary (token -> id): equal fingerprints, the same ids mean the
+        same text. Data records it (workbench.core.data.Dataset), so data cut for one model is not silently run
+        on another. None for image models and tokenizers that cannot list their vocabulary."""
+        if "_fingerprint" in self.__dict__:
+            return self.__dict__["_fingerprint"]
+        found = None
+        vocab = getattr(self.tokenizer, "get_vocab", None) if not self.is_image else None
+        if vocab is not None:
+            try:
+                items = sorted(vocab().items(), key=lambda item: (item[1], item[0]))
+            except (TypeError, AttributeError, NotImplementedError):
+                items = None
+            if items is not None:
+                digest = hashlib.sha256("\n".join(f"{i}\t{t}" for t, i in items).encode("utf-8", "surrogatepass"))
+                found = digest.hexdigest()[:16]
+        self.__dict__["_fingerprint"] = found
+        return found
 
     def provenance(self) -> dict:
         out = {

@@ -9,7 +9,7 @@ The `tokens` of an image batch are these kind codes, so sink specs (`cls`, `dist
 `bg`, `obj`, `top-norm`, `patch:R,C`), the sink-tokens probe, `str_tokens` and every catalogue
 intervention work on images with the machinery written for text. A patch's kind says whether it is
 background (read from the image, `workbench.vision.shapes.background_patches`) and whether a high-norm
-rule flagged it (`workbench.vision.images.ImageSet.mark_high_norm`). This module imports no torch.
+rule flagged it (`workbench.probes.high_norm.mark_high_norm`). This module imports no torch.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@
 
 Rows are flat dicts; the core columns come first (experiment, model, intervention, layer, head,
 metric, value, n, ci_low, ci_high) and experiment-specific columns (eps, position, token, ...) follow.
+A lookup that matches nothing (`filter`, `value`) raises, naming the values that do exist (a mistyped
+label never yields an empty table); `filter(..., empty_ok=True)` is for lookups that may find nothing.
+Undefined numbers (the interval of a single sequence) are NaN in memory and null in JSON.
 The provenance header carries package versions, the model checksum, the data hash, the BOS policy,
 the seed, the git commit and the wall time. Every write is atomic, and a `ResultStore` journals the
 units of a sweep as they finish so that a sweep killed half-way resumes without recomputing them.
@@ -25,20 +28,64 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.core.cache import atomic_write_text, sha256_bytes
+from workbench.core.cache import atomic_path, atomic_write_text, sha256_bytes
 from workbench.core.errors import InputError
 
 CORE_COLUMNS = ["experiment", "model", "intervention", "layer", "head", "metric", "value", "n", "ci_low", "ci_high"]
 _PACKAGES = ("sink-workbench", "torch", "transformers", "transformer-lens", "numpy", "pandas", "matplotlib")
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe scalars: numpy/torch numbers to Python, NaN to None."""
+def _scalar(value: Any) -> Any:
+    """numpy/torch numbers to Python; NaN and inf stay floats in memory (`_clean` makes them JSON-safe)."""
     if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
-        value = value.item()
+        try:
+            value = value.item()
+        except (ValueError, RuntimeError):  # an array of several numbers: leave it (it prints, not JSON)
+            pass
+    return value
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe scalars: numpy/torch numbers to Python, NaN to None, inf to "inf"."""
+    value = _scalar(value)
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
     return value
+
+
+_STAT_COLUMNS = ("value", "ci_low", "ci_high")
+
+
+def _restore(row: dict) -> dict:
+    """A row read back from JSON: "inf"/"-inf" numbers and undefined (null) intervals are floats again."""
+    out = dict(row)
+    for key in _STAT_COLUMNS:
+        if out.get(key) in ("inf", "-inf"):
+            out[key] = float(out[key])
+        elif key != "value" and key in out and out[key] is None:
+            out[key] = math.nan
+    return out
+
+
+def _matches(row: dict, where: dict) -> bool:
+    for key, want in where.items():
+        have = row.get(key)
+        if isinstance(want, (list, tuple, set, frozenset)):
+            if have not in want:
+                return False
+        elif have != want:
+            return False
+    return True
+
+
+def _shown(values: Iterable[Any], limit: int = 30) -> str:
+    distinct = sorted({repr(v) for v in values}, key=lambda text: (len(text) > 40, text))
+    more = f" ... ({len(distinct)} in all)" if len(distinct) > limit else ""
+    return ", ".join(distinct[:limit]) + more
+
+
+def _condition(where: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in where.items())
 
 
 class Results:
@@ -47,7 +94,13 @@ class Results:
     def __init__(self, rows: Iterable[dict] | pd.DataFrame = (), provenance: dict | None = None):
         if isinstance(rows, pd.DataFrame):
             rows = rows.to_dict("records")
-        self._rows = [{k: _clean(v) for k, v in row.items()} for row in rows]
+        if isinstance(rows, (str, bytes, dict)) or not hasattr(rows, "__iter__"):
+            raise InputError(f"Results rows must be a list of dicts (or a DataFrame), got {type(rows).__name__}")
+        rows = list(rows)
+        bad = next((r for r in rows if not isinstance(r, dict)), None)
+        if bad is not None:
+            raise InputError(f"Results rows must be dicts, got {bad!r}")
+        self._rows = [{k: _scalar(v) for k, v in row.items()} for row in rows]
         self.provenance = dict(provenance or {})
 
     # -- access --------------------------------------------------------------------------------
@@ -67,25 +120,50 @@ class Results:
         core = [c for c in CORE_COLUMNS if c in frame.columns]
         return frame[core + [c for c in frame.columns if c not in core]]
 
-    def filter(self, **where: Any) -> Results:
-        """Rows whose columns equal the given values (a list/tuple/set value means 'any of')."""
-        def keep(row: dict) -> bool:
-            for key, want in where.items():
-                have = row.get(key)
-                if isinstance(want, (list, tuple, set)):
-                    if have not in want:
-                        return False
-                elif have != want:
-                    return False
-            return True
+    def filter(self, *, empty_ok: bool = False, **where: Any) -> Results:
+        """Rows whose columns equal the given values (a list/tuple/set value means 'any of').
 
-        return Results([r for r in self._rows if keep(r)], self.provenance)
+            >>> res.filter(metric="delta_loss", intervention=["mask-sink", "scale-sink(gamma=0.5)"])
+            >>> res.filter(metric="logit_diff", empty_ok=True)        # may match nothing: no error
+
+        A filter that matches nothing is an InputError naming the condition that emptied it and the values
+        that exist there (a mistyped label would otherwise give an empty table, silently); `empty_ok=True`
+        returns empty Results instead."""
+        kept = [r for r in self._rows if _matches(r, where)]
+        if not kept and not empty_ok:
+            raise InputError(f"no row matches {_condition(where)}: {self._why_empty(where)}")
+        return Results(kept, self.provenance)
+
+    def _why_empty(self, where: dict) -> str:
+        """Which condition of `where` empties the rows, and the values its column has where it applies."""
+        if not self._rows:
+            return "these Results hold no rows"
+        rows, applied = self._rows, {}
+        for key, want in where.items():
+            narrowed = [r for r in rows if _matches(r, {key: want})]
+            if not narrowed:
+                if not any(key in r for r in self._rows):
+                    columns = sorted({c for r in self._rows for c in r})
+                    return f"no row has a column {key!r}; the columns are {', '.join(columns)}"
+                among = f" among the rows with {_condition(applied)}" if applied else ""
+                return f"{key}={want!r} matches none{among}; the {key} values there are {_shown(r.get(key) for r in rows)}"
+            rows, applied = narrowed, {**applied, key: want}
+        return "no row satisfies every condition at once"  # pragma: no cover - each narrowing was non-empty
 
     def value(self, metric: str, **where: Any) -> float:
-        """The value of the single row matching metric and `where`; an error if there are 0 or several."""
-        found = self.filter(metric=metric, **where).rows
+        """The value of the single row matching metric and `where`; an error if there are 0 or several (it says
+        which values exist, or in which columns the several rows differ)."""
+        found = self.filter(metric=metric, empty_ok=True, **where).rows
+        if not found:
+            raise InputError(f"expected one row with metric={metric!r} {where}, found 0: "
+                             f"{self._why_empty({'metric': metric, **where})}")
         if len(found) != 1:
-            raise InputError(f"expected one row with metric={metric!r} {where}, found {len(found)}")
+            columns = sorted({c for r in found for c in r} - {"value", "ci_low", "ci_high", "n", "n_sequences"})
+            differ = [c for c in columns if len({repr(r.get(c)) for r in found}) > 1]
+            hint = "; they differ in " + "; ".join(f"{c} ({_shown(r.get(c) for r in found)})" for c in differ[:4]) \
+                if differ else ""
+            raise InputError(f"expected one row with metric={metric!r} {where}, found {len(found)}{hint}: "
+                             "add those columns to the lookup")
         return found[0]["value"]
 
     def metrics(self) -> list[str]:
@@ -99,55 +177,93 @@ class Results:
 
     # -- persistence -----------------------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps({"provenance": self.provenance, "rows": self._rows}, indent=1, default=str)
+        rows = [{k: _clean(v) for k, v in row.items()} for row in self._rows]
+        return json.dumps({"provenance": self.provenance, "rows": rows}, indent=1, default=str)
 
     def save(self, path: str | Path) -> Path:
         """Write atomically; the format follows the suffix: .json, .csv (provenance in a `# ` first line),
         .parquet (provenance in the file metadata; needs pyarrow)."""
         path = Path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create the output directory {path.parent}: {exc.strerror}") from exc
-        if not os.access(path.parent, os.W_OK):
-            raise InputError(f"the output directory {path.parent} is not writable")
+        check_output_path(path)
         if path.suffix == ".json":
             atomic_write_text(path, self.to_json())
         elif path.suffix == ".csv":
             header = "# provenance: " + json.dumps(self.provenance, default=str) + "\n"
             atomic_write_text(path, header + self.df.to_csv(index=False))
-        elif path.suffix == ".parquet":
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError as exc:
-                raise InputError("saving .parquet needs pyarrow (`pip install pyarrow`); use .json or .csv") from exc
+        else:
             frame = self.df
             frame.attrs["provenance"] = json.dumps(self.provenance, default=str)
-            tmp = path.with_name(f".{path.name}.tmp")
-            frame.to_parquet(tmp)
-            os.replace(tmp, path)
-        else:
-            raise InputError(f"unknown result format {path.suffix!r} for {path}: use .json, .csv or .parquet")
+            with atomic_path(path) as tmp:
+                frame.to_parquet(tmp)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> Results:
+        """Read Results written by `save`; a truncated, corrupt or foreign file is one InputError."""
         path = Path(path)
         if not path.is_file():
             raise InputError(f"result file {path} does not exist")
+        fix = "rerun the experiment that wrote it (a finished run writes its file atomically)"
         if path.suffix == ".json":
-            blob = json.loads(path.read_text())
-            return cls(blob["rows"], blob.get("provenance"))
+            try:
+                blob = json.loads(path.read_bytes().decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise InputError(f"result file {path} is not UTF-8 JSON (byte {exc.start}); {fix}") from None
+            except json.JSONDecodeError as exc:
+                raise InputError(f"result file {path} is truncated or not valid JSON ({exc.msg} at line {exc.lineno}, "
+                                 f"column {exc.colno}); {fix}") from None
+            if not isinstance(blob, dict) or not isinstance(blob.get("rows"), list) or \
+                    not all(isinstance(r, dict) for r in blob["rows"]):
+                raise InputError(f"result file {path} holds no Results (expected {{'provenance': ..., 'rows': [...]}})")
+            return cls([_restore(r) for r in blob["rows"]], blob.get("provenance"))
         if path.suffix == ".csv":
-            with open(path) as handle:
-                first = handle.readline()
-            provenance = json.loads(first[len("# provenance: "):]) if first.startswith("# provenance: ") else {}
-            frame = pd.read_csv(path, skiprows=1 if provenance else 0)
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    first = handle.readline()
+                provenance = json.loads(first[len("# provenance: "):]) if first.startswith("# provenance: ") else {}
+                frame = pd.read_csv(path, skiprows=1 if provenance else 0)
+            except (UnicodeDecodeError, json.JSONDecodeError, pd.errors.ParserError,
+                    pd.errors.EmptyDataError) as exc:
+                raise InputError(f"result file {path} is truncated or not a Results CSV ({exc}); {fix}") from None
             return cls(frame.astype(object).where(frame.notna(), None), provenance)
         if path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
-            return cls(frame, json.loads(frame.attrs.get("provenance", "{}")))
-        raise InputError(f"unknown result format {path.suffix!r} for {path}")
+            _require_pyarrow()
+            try:
+                frame = pd.read_parquet(path)
+                return cls(frame, json.loads(frame.attrs.get("provenance", "{}")))
+            except (OSError, ValueError) as exc:
+                raise InputError(f"result file {path} is truncated or not a Results parquet file ({exc}); {fix}") from None
+        raise InputError(f"unknown result format {path.suffix!r} for {path}: use .json, .csv or .parquet")
+
+
+FORMATS = (".json", ".csv", ".parquet")
+
+
+def _require_pyarrow() -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError as exc:
+        raise InputError("reading or writing .parquet needs pyarrow (`pip install pyarrow`); use .json or .csv") from exc
+
+
+def check_output_path(path: str | Path) -> Path:
+    """Refuse an output path before any work is done: a known format (.json, .csv, .parquet), a directory
+    that can be created and written to, and not a directory itself. Cheap: call it before the compute."""
+    path = Path(path)
+    if path.suffix not in FORMATS:
+        raise InputError(f"unknown result format {path.suffix!r} for {path}: use .json, .csv or .parquet")
+    if path.is_dir():
+        raise InputError(f"the output path {path} is a directory; give a file name ending in .json, .csv or .parquet")
+    if path.suffix == ".parquet":
+        _require_pyarrow()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output directory {path.parent}: {exc.strerror}") from exc
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputError(f"the output {'file ' + str(path) if path.exists() else 'directory ' + str(path.parent)} "
+                         "is not writable")
+    return path
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,10 +350,7 @@ class ResultStore:
         self.key = identity_hash(identity)
         self.journal = self.path.with_name(self.path.name + ".partial.jsonl")
         self._units: dict[str, list[dict]] = {}
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create the output directory {self.path.parent}: {exc.strerror}") from exc
+        check_output_path(self.path)  # before any compute: a bad output path fails first
         if self.journal.is_file() and resume:
             self._read_journal()
         else:
@@ -248,9 +361,15 @@ class ResultStore:
                                                    default=str) + "\n")
 
     def _read_journal(self) -> None:
-        with open(self.journal) as handle:
+        with open(self.journal, encoding="utf-8", errors="replace") as handle:
             lines = handle.read().splitlines()
-        header = json.loads(lines[0]) if lines else {}
+        try:
+            header = json.loads(lines[0]) if lines else {}
+        except json.JSONDecodeError:
+            header = None
+        if not isinstance(header, dict):
+            raise InputError(f"{self.journal} is not a readable journal (its header line is cut or corrupt); delete it "
+                             "to start afresh")
         if header.get("identity_hash") != self.key:
             raise InputError(
                 f"{self.journal} holds a partial run of a different experiment (identity {header.get('identity_hash')} "
@@ -259,9 +378,9 @@ class ResultStore:
         for line in lines[1:]:
             try:
                 unit = json.loads(line)
-            except json.JSONDecodeError:
+                self._units[unit["unit"]] = [dict(r) for r in unit["rows"]]
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 break  # a line cut by a crash: everything before it is intact
-            self._units[unit["unit"]] = unit["rows"]
 
     def done(self, unit: str) -> bool:
         return unit in self._units
@@ -274,16 +393,19 @@ class ResultStore:
         return len(self._units)
 
     def add(self, unit: str, rows: list[dict]) -> None:
-        rows = [{k: _clean(v) for k, v in r.items()} for r in rows]
-        with open(self.journal, "a") as handle:
+        """Append one finished unit and fsync at once: a crash after this loses nothing of it."""
+        rows = [{k: _scalar(v) for k, v in r.items()} for r in rows]  # NaN/inf kept exactly (JSON NaN/Infinity)
+        with open(self.journal, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"unit": unit, "rows": rows}, default=str) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         self._units[unit] = rows
 
-    def finish(self, provenance: dict) -> Results:
-        results = Results([row for rows in self._units.values() for row in rows],
-                          {**provenance, "identity_hash": self.key})
+    def finish(self, provenance: dict, leading_rows: Iterable[dict] = ()) -> Results:
+        """Write the final Results atomically (`leading_rows` first, e.g. a run's baseline, then every
+        journaled unit in order) and remove the journal."""
+        rows = [*leading_rows, *(row for rows in self._units.values() for row in rows)]
+        results = Results(rows, {**provenance, "identity_hash": self.key})
         results.save(self.path)
         self.journal.unlink(missing_ok=True)
         return results
@@ -296,6 +418,6 @@ def cached(path: str | Path, identity: dict) -> Results | None:
         return None
     try:
         results = Results.load(path)
-    except (ValueError, KeyError):
+    except (ValueError, KeyError, OSError):  # unreadable or foreign: recompute rather than trust it
         return None
     return results if results.provenance.get("identity_hash") == identity_hash(identity) else None

@@ -12,23 +12,28 @@ d_head] (GQA: query head h reads value head h // group_size), `hook_z` [batch, p
 `blocks.{l}.hook_resid_pre/mid/post` [batch, pos, d_model].
 
 Sinks are explicit: `bos` (position 0; [CLS] on encoders), positions (`0`, `0,5`), tokens
-(`tok:.`, `tok:\\n`, `sep`, `cls`), or `auto:EPS` (keys whose mean received attention exceeds EPS,
-found by a first pass). On image models (workbench.vision) the tokens of a batch are the kinds of its
-positions, and the sink can be `cls`, `dist` (DeiT), `reg` (every register), `reg:K`, `bg` / `obj`
+(`tok:.`, `tok:\\n`, `sep`, `cls`; every occurrence), `first:tok:.` (the first occurrence in each
+sequence), or `auto:EPS` (keys whose mean received attention exceeds EPS, found by a first pass). In
+Python a sink can also be given per sequence: a [sequences, T] bool mask (tensor or array; a list of 1-D
+masks when lengths differ) or a function `tokens [b, T] -> [b, T] bool`. A spec's `label` reads back as
+the same spec (`SinkSpec.parse(spec.label) == spec`). On image models (workbench.vision) the tokens of a
+batch are the kinds of its positions, and the sink can be `cls`, `dist` (DeiT), `reg` (every register), `reg:K`, `bg` / `obj`
 (background / object patches, read from each image), `top-norm` (patches a high-norm rule flagged,
-`ImageSet.mark_high_norm`) or `patch:R,C` (one patch of the grid).
+`workbench.probes.high_norm.mark_high_norm`) or `patch:R,C` (one patch of the grid).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
-from workbench.core.errors import InputError
+from workbench.core.errors import InputError, check_number, is_integer
 from workbench.core.modelinfo import info
 
 RESID_PRE, RESID_MID, RESID_POST = "hook_resid_pre", "hook_resid_mid", "hook_resid_post"
@@ -113,14 +118,18 @@ def _parse_index_spec(spec: Any, count: int, what: str, model_name: str) -> tupl
             else:
                 raise InputError(f"cannot read {what}s {spec!r}: use 'all', 5, '3-10' or '1,4,7'")
         items: Iterable[Any] = out
-    elif isinstance(spec, int) and not isinstance(spec, bool):
+    elif is_integer(spec):
         items = [spec]
-    else:
+    elif isinstance(spec, (list, tuple, set, range)) or (hasattr(spec, "__iter__") and not isinstance(spec, dict)):
         items = list(spec)
+    else:
+        raise InputError(f"cannot read {what}s {spec!r}: use 'all', an integer (5), '3-10', '1,4,7' or a list of "
+                         "integers")
     result = []
     for item in items:
-        if isinstance(item, bool) or not isinstance(item, int):
-            raise InputError(f"{what} must be integers, got {item!r}")
+        if not is_integer(item):
+            raise InputError(f"{what} must be integers, got {item!r}: use 'all', 5, '3-10', '1,4,7' or [1, 4, 7]")
+        item = int(item)
         index = item + count if item < 0 else item
         if not 0 <= index < count:
             raise InputError(f"{what} {item} is out of range for {model_name}: allowed 0..{count - 1}")
@@ -149,6 +158,72 @@ _ENCODER_TOKENS = {"cls", "sep"}
 # image sinks (workbench.core.positions) and their aliases
 _IMAGE_TOKENS = {"reg": "reg", "registers": "reg", "register": "reg", "dist": "dist", "bg": "bg",
                  "background": "bg", "obj": "obj", "object": "obj", "top-norm": "top-norm", "high-norm": "top-norm"}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0", "'": "'", '"': '"'}
+_HEX_WIDTH = {"x": 2, "u": 4, "U": 8}
+_SINK_HELP = ("use bos, a position (0 or 0,5), tok:TOKEN (tok:. tok:\\n), first:tok:TOKEN (its first occurrence "
+              "in each sequence), cls, sep or auto:EPS; on image models also reg, reg:K, bg, obj, top-norm or "
+              "patch:R,C; in Python also a [sequences, T] bool mask or a function tokens -> mask")
+
+
+def unescape_token(text: str, spec: Any) -> str:
+    """`\\n`, `\\t`, `\\r`, `\\\\`, `\\xHH`, `\\uHHHH`, `\\UHHHHHHHH` in a `tok:` sink; anything else is one InputError."""
+    out, i = [], 0
+    while i < len(text):
+        char = text[i]
+        if char != "\\":
+            out.append(char)
+            i += 1
+            continue
+        code = text[i + 1] if i + 1 < len(text) else ""
+        if code in _ESCAPES:
+            out.append(_ESCAPES[code])
+            i += 2
+        elif code and code in _HEX_WIDTH:
+            digits = text[i + 2:i + 2 + _HEX_WIDTH[code]]
+            if len(digits) != _HEX_WIDTH[code] or not re.fullmatch(r"[0-9a-fA-F]+", digits) or \
+                    int(digits, 16) > 0x10FFFF:
+                raise InputError(f"cannot read sink {spec!r}: \\{code} needs {_HEX_WIDTH[code]} hex digits "
+                                 f"(a code point up to 10FFFF), got {digits!r}")
+            out.append(chr(int(digits, 16)))
+            i += 2 + _HEX_WIDTH[code]
+        else:
+            shown = f"\\{code}" if code else "a lone \\ at the end"
+            raise InputError(f"cannot read sink {spec!r}: unknown escape {shown}; use \\n \\t \\r \\\\ \\xHH or "
+                             "\\uHHHH (write \\\\ for a backslash)")
+    return "".join(out)
+
+
+def escape_token(token: str) -> str:
+    """The inverse of `unescape_token`: what a label writes after `tok:`."""
+    reverse = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "\0": "\\0"}
+    out = []
+    for char in token:
+        if char in reverse:
+            out.append(reverse[char])
+        elif not char.isprintable():
+            out.append(f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}" if ord(char) < 65536
+                       else f"\\U{ord(char):08x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _as_bool_tensor(value: Any, what: str) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        raise InputError(f"{what} must be a bool tensor or array, got {type(value).__name__}")
+    if value.dtype != torch.bool:
+        raise InputError(f"{what} must have dtype bool (True at the sink keys), got {value.dtype}")
+    return value.detach().cpu()
+
+
+def _mask_digest(masks: Sequence[torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for mask in masks:
+        digest.update(str(tuple(mask.shape)).encode())
+        digest.update(mask.numpy().tobytes())
+    return digest.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,9 +231,16 @@ class SinkSpec:
     """Which key positions count as the sink.
 
     kind: "positions" (fixed indices; `bos` is position 0), "tokens" (every occurrence of these
-    tokens; on image models, position kinds), "patches" ((row, column) cells of an image model's patch
-    grid), or "auto" (positions whose mean received attention, over layers, heads and valid queries,
-    exceeds `eps`; resolved by `workbench.probes.sinks.detect_sinks`).
+    tokens, or with `first` only the first occurrence in each sequence: `first:tok:.`; on image models,
+    position kinds), "patches" ((row, column) cells of an image model's patch grid), "auto" (positions
+    whose mean received attention, over layers, heads and valid queries, exceeds `eps`; resolved by
+    `workbench.probes.sinks.detect_sinks`), "mask" (given per sequence: a [sequences, T] bool tensor or
+    array, or one 1-D bool mask per sequence when lengths differ; row i is sequence i of the data) or
+    "callable" (`fn(tokens [b, T]) -> [b, T] bool`, called on every batch).
+
+        >>> SinkSpec.parse("first:tok:.")                         # one sink per sequence: its first '.'
+        >>> SinkSpec.parse(tokens == dot_id)                       # a [sequences, T] bool mask
+        >>> SinkSpec.parse(lambda t: t == dot_id)                  # a function of each batch's tokens
     """
 
     kind: str = "positions"
@@ -166,6 +248,10 @@ class SinkSpec:
     tokens: tuple[str, ...] = ()
     eps: float = 0.3
     patches: tuple[tuple[int, int], ...] = ()
+    first: bool = False
+    masks: tuple = dataclasses.field(default=(), compare=False, repr=False)  # kind "mask": one [T] bool per sequence
+    digest: str = ""  # kind "mask": SHA-256 of the masks (equality and labels use it)
+    fn: Any = None  # kind "callable"
 
     @classmethod
     def parse(cls, spec: Any = "bos") -> SinkSpec:
@@ -173,12 +259,24 @@ class SinkSpec:
             return spec
         if spec is None:
             return cls()
-        if isinstance(spec, int) and not isinstance(spec, bool):
-            return cls("positions", (spec,))
+        if is_integer(spec):
+            return cls("positions", (int(spec),))
+        if isinstance(spec, (torch.Tensor, np.ndarray)):
+            return cls._from_array(spec)
         if isinstance(spec, (list, tuple)):
-            return cls("positions", tuple(int(p) for p in spec))
-        text = str(spec).strip()
+            return cls._from_sequence(spec)
+        if callable(spec) and not isinstance(spec, str):
+            return cls("callable", positions=(), fn=spec)
+        if not isinstance(spec, str):
+            raise InputError(f"cannot read sink {spec!r} (a {type(spec).__name__}): {_SINK_HELP}")
+        text = spec.strip()
         lowered = text.lower()
+        if lowered.startswith("first:"):
+            inner = cls.parse(text[len("first:"):])
+            if inner.kind != "tokens":
+                raise InputError(f"cannot read sink {spec!r}: first: takes a token sink (first:tok:. or first:sep), "
+                                 f"not {inner.label}")
+            return dataclasses.replace(inner, first=True)
         if lowered in ("bos", "first", "0"):
             return cls()
         if lowered in _ENCODER_TOKENS:
@@ -194,35 +292,80 @@ class SinkSpec:
             pairs = tuple(tuple(int(x) for x in cell.split(",")) for cell in cells.group(0).split(";"))
             return cls("patches", positions=(), patches=pairs)
         if lowered.startswith(("tok:", "token:")):
-            token = text.split(":", 1)[1]
-            token = token.encode().decode("unicode_escape") if "\\" in token else token
+            token = unescape_token(text.split(":", 1)[1], spec)
             if not token:
                 raise InputError("sink token is empty: write e.g. tok:. or tok:\\n")
             return cls("tokens", tokens=(token,))
-        if lowered.startswith("auto"):
-            eps = float(text.split(":", 1)[1]) if ":" in text else 0.3
-            check_eps(eps)
-            return cls("auto", positions=(), eps=eps)
+        if lowered.startswith("mask:"):
+            raise InputError(f"sink {spec!r} is the label of a mask given in Python; a mask cannot be rebuilt from "
+                             "its label: pass the [sequences, T] bool mask itself")
+        if lowered.startswith("callable:"):
+            raise InputError(f"sink {spec!r} is the label of a function given in Python; pass the function itself")
+        if lowered == "auto" or lowered.startswith("auto:"):
+            raw = text.split(":", 1)[1].strip() if ":" in text else "0.3"
+            try:
+                eps = float(raw)
+            except ValueError:
+                raise InputError(f"cannot read sink {spec!r}: write auto:EPS with EPS a number in [0, 1], "
+                                 "e.g. auto:0.3") from None
+            return cls("auto", positions=(), eps=check_eps(eps))
         if re.fullmatch(r"\d+(\s*,\s*\d+)*", text):
             return cls("positions", tuple(int(p) for p in text.split(",")))
-        raise InputError(f"cannot read sink {spec!r}: use bos, a position (0 or 0,5), tok:TOKEN (tok:. tok:\\n), "
-                         "cls, sep or auto:EPS; on image models also reg, reg:K, bg, obj, top-norm or patch:R,C")
+        raise InputError(f"cannot read sink {spec!r}: {_SINK_HELP}")
+
+    @classmethod
+    def _from_array(cls, array: Any) -> SinkSpec:
+        if array.ndim == 1 and array.dtype not in (torch.bool, np.bool_):
+            return cls._from_sequence([int(p) for p in array.tolist()])
+        mask = _as_bool_tensor(array, "a sink mask")
+        if mask.ndim != 2:
+            raise InputError(f"a sink mask must be [sequences, T] (one row per sequence of the data), got shape "
+                             f"{tuple(mask.shape)}")
+        masks = tuple(mask)
+        return cls("mask", positions=(), masks=masks, digest=_mask_digest(masks))
+
+    @classmethod
+    def _from_sequence(cls, items: Sequence[Any]) -> SinkSpec:
+        items = list(items)
+        if not items:
+            raise InputError(f"an empty sink: {_SINK_HELP}")
+        if all(is_integer(item) for item in items):
+            return cls("positions", tuple(int(p) for p in items))
+        if all(isinstance(item, (torch.Tensor, np.ndarray)) for item in items):
+            masks = tuple(_as_bool_tensor(item, f"sink mask of sequence {i}") for i, item in enumerate(items))
+            bad = next((i for i, m in enumerate(masks) if m.ndim != 1), None)
+            if bad is not None:
+                raise InputError(f"a list of sink masks holds one 1-D bool mask per sequence; mask {bad} has shape "
+                                 f"{tuple(masks[bad].shape)}")
+            return cls("mask", positions=(), masks=masks, digest=_mask_digest(masks))
+        bad = next(item for item in items if not is_integer(item))
+        raise InputError(f"a list sink holds positions (integers) or one bool mask per sequence; got {bad!r}")
 
     @property
     def label(self) -> str:
+        """The sink as a spec string that `parse` reads back (masks and functions: a name for them)."""
         if self.kind == "positions":
-            return "bos" if self.positions == (0,) else "pos " + ",".join(map(str, self.positions))
+            return "bos" if self.positions == (0,) else ",".join(map(str, self.positions))
         if self.kind == "tokens":
-            if all(t in _IMAGE_TOKENS.values() or t.startswith("reg:") for t in self.tokens):
-                return ",".join(self.tokens)
-            return "tok " + ",".join(repr(t)[1:-1] for t in self.tokens)
+            names = [t if t in _ENCODER_TOKENS or t in _IMAGE_TOKENS.values() or t.startswith("reg:")
+                     else "tok:" + escape_token(t) for t in self.tokens]
+            return ("first:" if self.first else "") + ",".join(names)
         if self.kind == "patches":
-            return "patch " + ";".join(f"{r},{c}" for r, c in self.patches)
-        return f"auto eps={self.eps}"
+            return "patch:" + ";".join(f"{r},{c}" for r, c in self.patches)
+        if self.kind == "mask":
+            return f"mask:{self.digest[:12]}"
+        if self.kind == "callable":
+            return "callable:" + getattr(self.fn, "__qualname__", type(self.fn).__name__)
+        return f"auto:{self.eps:g}"
+
+    @property
+    def per_sequence(self) -> bool:
+        """Whether the sink keys depend on each sequence (tokens, masks, functions), not only on positions."""
+        return self.kind in ("tokens", "mask", "callable")
 
     def fixed_positions(self, model: Any) -> tuple[int, ...] | None:
         """The sink's positions when they are the same in every input (positions; [CLS], registers and grid
-        patches of an image model); None when they move between inputs (tokens, background, top-norm)."""
+        patches of an image model); None when they move between inputs (tokens, masks, background, top-norm)."""
         if self.kind == "positions":
             return self.positions
         model_info = _info(model)
@@ -233,7 +376,8 @@ class SinkSpec:
         if self.kind == "tokens" and model_info.is_image and all(t == "cls" or t.startswith("reg") for t in self.tokens):
             from workbench.core.positions import fixed_position_of
 
-            return tuple(sorted({p for t in self.tokens for p in fixed_position_of(model_info, t)}))
+            found = tuple(sorted({p for t in self.tokens for p in fixed_position_of(model_info, t)}))
+            return found[:1] if self.first else found
         return None
 
     def token_ids(self, model: Any) -> list[int]:
@@ -280,9 +424,11 @@ class SinkSpec:
         return ids
 
     def key_mask(self, tokens: torch.Tensor, model: Any, positions: Sequence[int] | None = None,
-                 require: bool = True) -> torch.Tensor:
-        """[batch, T] bool: True at the sink keys of each sequence. `positions` resolves an `auto` spec.
-        With `require`, a sink token absent from a sequence is an error; without, that row stays all False."""
+                 require: bool = True, index: Sequence[int] | None = None) -> torch.Tensor:
+        """[batch, T] bool: True at the sink keys of each sequence. `positions` resolves an `auto` spec;
+        `index` says which sequences of the data the rows are (a mask sink takes those rows; default
+        0..batch-1). With `require`, a sequence without any sink key is an error; without, its row stays
+        all False."""
         batch, length = tokens.shape
         mask = torch.zeros(batch, length, dtype=torch.bool, device=tokens.device)
         chosen: tuple[int, ...] | None = None
@@ -304,21 +450,49 @@ class SinkSpec:
             return mask
         if self.kind == "auto":
             raise InputError("an auto sink must be resolved first (workbench.probes.sinks.detect_sinks)")
-        for token_id in self.token_ids(model):
-            mask |= tokens == token_id
+        if self.kind == "mask":
+            mask = self._given_rows(list(range(batch)) if index is None else list(index), length).to(tokens.device)
+        elif self.kind == "callable":
+            mask = self._called(tokens)
+        else:
+            for token_id in self.token_ids(model):
+                mask |= tokens == token_id
+            if self.first:  # keep each row's first occurrence only
+                mask &= mask.cumsum(dim=1) == 1
         missing = (~mask.any(dim=1)).nonzero().flatten().tolist()
         if missing and require:
-            hint = " (mark high-norm patches first: ImageSet.mark_high_norm(model, rule), or --high-norm RULE)" \
+            hint = " (mark high-norm patches first: workbench.probes.high_norm.mark_high_norm(model, images, rule), or --high-norm RULE)" \
                 if "top-norm" in self.tokens else ""
-            raise InputError(f"sink token(s) {self.tokens} do not occur in {len(missing)} of {batch} input sequences "
-                             f"(e.g. sequence {missing[0]} of this batch){hint}; choose another sink or other data")
+            where = missing[0] if index is None else list(index)[missing[0]]
+            raise InputError(f"sink {self.label}: its keys do not occur in {len(missing)} of {batch} input sequences "
+                             f"(e.g. sequence {where}){hint}; choose another sink or other data")
         return mask
+
+    def _given_rows(self, rows: list[int], length: int) -> torch.Tensor:
+        if rows and max(rows) >= len(self.masks):
+            raise InputError(f"sink mask has {len(self.masks)} rows (one per sequence), but the data has sequence "
+                             f"{max(rows)}: give one row per sequence of the data")
+        picked = [self.masks[row] for row in rows]
+        bad = next((row for row, m in zip(rows, picked) if m.shape[0] != length), None)
+        if bad is not None:
+            raise InputError(f"sink mask of sequence {bad} has {self.masks[bad].shape[0]} positions, the sequence "
+                             f"has {length}: a mask row must cover every position")
+        return torch.stack(picked) if picked else torch.zeros(0, length, dtype=torch.bool)
+
+    def _called(self, tokens: torch.Tensor) -> torch.Tensor:
+        out = self.fn(tokens)
+        if isinstance(out, np.ndarray):
+            out = torch.from_numpy(out)
+        name = self.label
+        if not isinstance(out, torch.Tensor) or out.dtype != torch.bool or tuple(out.shape) != tuple(tokens.shape):
+            got = f"{out.dtype} {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+            raise InputError(f"sink {name} must return a bool mask shaped like the tokens {tuple(tokens.shape)}, "
+                             f"got {got}")
+        return out.to(tokens.device)
 
 
 def check_eps(eps: float) -> float:
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0.0 <= float(eps) <= 1.0:
-        raise InputError(f"eps = {eps!r} is out of range: allowed [0, 1]")
-    return float(eps)
+    return check_number("eps", eps, 0.0, 1.0)
 
 
 def query_mask(key_mask: torch.Tensor, causal: bool) -> torch.Tensor:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
 import torch
 
 from interventions import AttentionEdit, ValueEdit
@@ -26,11 +25,12 @@ from workbench import zoo
 from workbench.core import sites
 from workbench.core.data import Dataset
 from workbench.core.errors import InputError
+from workbench.core.metrics import spearman as rank_correlation
 from workbench.core.metrics import token_nll
 from workbench.core.progress import progress_bar
 from workbench.core.results import Results, provenance
 from workbench.experiment.runner import as_intervention
-from workbench.passes import PassContext
+from workbench.passes import PassContext, check_data
 
 
 def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: int = 8,
@@ -48,6 +48,7 @@ def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: 
     if base.heads is not None:
         raise InputError("attribution scores every head at once: leave heads unset (layers may be restricted)")
     base.validate(model)
+    check_data(model, data)
     state = base.prepare(model, data, batch_size, progress)
     layers = base.layer_ids(model)
     flows = pattern_edits_flow(model)
@@ -60,7 +61,7 @@ def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: 
     for index, tokens in progress_bar(list(data.batches(batch_size)), desc="attribution", enabled=progress):
         tokens = tokens.to(device)
         spec = base.sink_spec()
-        key = spec.key_mask(tokens, model)
+        key = spec.key_mask(tokens, model, index=index)
         ctx = PassContext(model, tokens, slice(0, tokens.shape[0]), key, sites.query_mask(key, True), state,
                           index=list(index))
         acts: dict[tuple[int, str], torch.Tensor] = {}
@@ -112,15 +113,12 @@ def _delta_z(base: Any, ctx: PassContext, layer: int, acts: dict, model_info: An
 
 
 def spearman(estimate: Results, exact: Results, exact_metric: str = "delta_loss") -> float:
-    """Spearman rank correlation between an attribution estimate and an exact (layer, head) sweep."""
+    """Spearman rank correlation between an attribution estimate and an exact (layer, head) sweep (average
+    ranks for ties; numpy only: workbench.core.metrics.spearman compares any two sequences)."""
     guess = {(r["layer"], r["head"]): r["value"] for r in estimate.filter(metric="attribution_delta_loss")}
     truth = {(r["layer"], r["head"]): r["value"] for r in exact.filter(metric=exact_metric)
              if r.get("head") is not None}
     common = sorted(set(guess) & set(truth))
     if len(common) < 3:
         raise InputError(f"need at least 3 (layer, head) pairs in both results, found {len(common)}")
-    a = np.array([guess[k] for k in common])
-    b = np.array([truth[k] for k in common])
-    rank_a = np.argsort(np.argsort(a)).astype(float)
-    rank_b = np.argsort(np.argsort(b)).astype(float)
-    return float(np.corrcoef(rank_a, rank_b)[0, 1])
+    return rank_correlation([guess[k] for k in common], [truth[k] for k in common])

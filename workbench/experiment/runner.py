@@ -7,8 +7,9 @@
 One baseline pass and one pass per intervention, batched. Several interventions share one forward
 pass where the batch is small (their rows are stacked; each intervention's hooks touch only its
 rows), and the baseline's logits are kept in memory while they fit, so a sweep over 270 heads costs
-about 270 forward passes, not 540. With `out=`, every finished group of interventions is journaled
-(`ResultStore`): a sweep killed half-way resumes without recomputing them.
+about 270 forward passes, not 540. With `out=`, every intervention is journaled as it finishes
+(`ResultStore`, fsynced): a sweep killed half-way resumes without recomputing them, and a rerun of a
+finished run reuses its file (`force=True` recomputes).
 
 Metrics (see workbench.core.metrics): causal LMs `loss`, `delta_loss`, `kl`, `top1_agreement` and, with a
 token pair, `logit_diff`; encoders `embedding_cosine` (mean-pooled final residual stream vs the
@@ -23,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import math
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +37,13 @@ import torch
 from interventions import Identity, Intervention, from_spec, parse
 from workbench.core import sites
 from workbench.core.data import Dataset
-from workbench.core.errors import InputError, InterventionError
+from workbench.core.errors import InputError, InterventionError, check_list, check_number, check_range
 from workbench.core.metrics import SequenceStats
 from workbench.core.modelinfo import info
 from workbench.core.progress import progress_bar
-from workbench.core.results import Results, ResultStore, provenance
+from workbench.core.results import Results, ResultStore, cached, check_output_path, provenance
 from workbench.experiment.scoring import scorer_for
-from workbench.passes import Hook, PassContext, device_of
+from workbench.passes import Hook, PassContext, check_data, device_of
 
 _LOGIT_CACHE_BYTES = 768 * 2**20
 
@@ -52,13 +55,15 @@ def as_intervention(item: Intervention | str | dict) -> Intervention:
         return from_spec(item)
     if isinstance(item, str):
         return parse(item)
-    raise InputError(f"not an intervention: {item!r}")
+    raise InputError(f"not an intervention: {item!r}; give a name ('mask-sink'), a string with parameters "
+                     "('scale-sink:gamma=0.5'), a spec dict or an Intervention")
 
 
 def resolve_pair(model: Any, pair: Any) -> tuple[int, int] | None:
     """A token pair given as ids or as strings (each must be one token) -> two ids."""
     if pair is None:
         return None
+    pair = check_list("logit pair", pair, "('Paris', 'London') or (3681, 5466)")
     if len(pair) != 2:
         raise InputError(f"a logit pair needs exactly two tokens, got {pair!r}")
     model_info = info(model)
@@ -80,20 +85,22 @@ def resolve_pair(model: Any, pair: Any) -> tuple[int, int] | None:
 
 @contextlib.contextmanager
 def hooked(model: Any, intervention: Intervention | str, tokens: torch.Tensor, data: Dataset | None = None,
-           state: Any = None) -> Iterator[PassContext]:
+           state: Any = None, index: Sequence[int] | None = None) -> Iterator[PassContext]:
     """Run the model under one intervention, baukit-style.
 
         >>> with hooked(model, "mask-sink", tokens):
         ...     logits = model(tokens)
 
     Interventions that need statistics (`mean-*`, `patch-values`) take them from `data` (a first pass)
-    or from `state`.
+    or from `state`. `index`: which sequences of the data the rows of `tokens` are (a sink given as a
+    [sequences, T] mask takes those rows; default 0..b-1).
     """
     intervention = as_intervention(intervention)
     intervention.validate(model)
     if state is None and data is not None:
         state = intervention.prepare(model, data)
-    ctx = PassContext.of(model, tokens, intervention.sink_spec() if intervention.sink_aware else "bos", state)
+    ctx = PassContext.of(model, tokens, intervention.sink_spec() if intervention.sink_aware else "bos", state,
+                         index=index)
     with model.hooks(fwd_hooks=intervention.hooks(model, ctx)):
         yield ctx
 
@@ -143,7 +150,8 @@ def _labels(data: Any, index: Sequence[int]) -> torch.Tensor | None:
     return None if labels is None else torch.as_tensor(labels[list(index)])
 
 
-def _first_nonfinite_layer(model: Any, unit: Unit, tokens: torch.Tensor, inputs: torch.Tensor, state: Any) -> int | None:
+def _first_nonfinite_layer(model: Any, unit: Unit, tokens: torch.Tensor, inputs: torch.Tensor, state: Any,
+                           index: Sequence[int]) -> int | None:
     """Re-run one intervention alone and report the first block whose residual stream is not finite."""
     model_info = info(model)
     seen: list[int] = []
@@ -154,7 +162,7 @@ def _first_nonfinite_layer(model: Any, unit: Unit, tokens: torch.Tensor, inputs:
                 seen.append(layer)
         return fn
 
-    ctx = PassContext.of(model, tokens, unit.intervention.sink_spec(), state)
+    ctx = PassContext.of(model, tokens, unit.intervention.sink_spec(), state, index=index)
     hooks = unit.intervention.hooks(model, ctx) + [(sites.resid(layer), check(layer))
                                                    for layer in range(model_info.n_layers)]
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
@@ -162,32 +170,65 @@ def _first_nonfinite_layer(model: Any, unit: Unit, tokens: torch.Tensor, inputs:
     return seen[0] if seen else None
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _sink_digest(unit: Unit, model: Any, batches: list) -> str | None:
+    """For a sink given as a function (its label is only a name), a hash of the keys it resolves to on this
+    data, so that a changed function is a different run; None for sinks their spec fully determines."""
+    spec = unit.intervention.sink_spec()
+    if spec.kind != "callable":
+        return None
+    digest = hashlib.sha256()
+    for index, tokens, _ in batches:
+        digest.update(spec.key_mask(tokens, model, index=index).cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | dict] = (),
         metrics: Sequence[str] | None = None, batch_size: int = 8, seed: int = 0, out: str | Path | None = None,
         resume: bool = True, progress: bool = True, logit_pair: Any = None, rows_per_forward: int = 16,
-        units: Sequence[Unit] | None = None, states: dict[str, Any] | None = None,
-        experiment: str = "run", units_per_chunk: int = 16) -> Results:
+        units: Sequence[Unit] | None = None, states: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+        experiment: str = "run", units_per_chunk: int | None = None, force: bool = False,
+        flush_seconds: float = 5.0, log: Callable[[str], None] | None = None) -> Results:
     """Baseline + one pass per intervention over `data`; tidy rows per (intervention, metric).
 
         >>> run(model, data, ["mask-sink", "scale-sink:gamma=0.5,layers=3-10"], out="out/run.json")
 
     Rows: {"intervention": str, "metric": ..., "value", "n", "ci_low", "ci_high"}; the baseline is
-    intervention "none". `rows_per_forward` bounds how many sequences one forward pass holds when
-    interventions are stacked; with `out`, results are journaled every `units_per_chunk` interventions.
+    intervention "none" (in the returned Results and in the `out` file alike). `rows_per_forward` bounds how
+    many sequences one forward pass holds when interventions are stacked.
+
+    With `out`, every finished unit is journaled (appended and fsynced) as soon as its forward passes are
+    done, so a crash loses only the units in flight: those stacked in one forward pass, or, when the baseline
+    logits do not fit in memory (and are recomputed per group of units), at most about `flush_seconds` of work.
+    `units_per_chunk` fixes that group size instead. A rerun resumes an unfinished journal; a finished `out`
+    file made by the same run (model weights, data hash, interventions, metrics, seed) is reused as it is,
+    with a message (`log`, default stderr); `force=True` recomputes everything.
     """
     started = time.perf_counter()
+    say = log or _say
     model_info = info(model)
+    check_range("rows_per_forward", rows_per_forward, 1, 1 << 20)
+    check_range("seed", seed, 0, 2**63 - 1)
+    if units_per_chunk is not None:
+        check_range("units_per_chunk", units_per_chunk, 1, 1 << 20)
+    flush_seconds = check_number("flush_seconds", flush_seconds, low=0.0)
     scorer = scorer_for(model_info)
+    if metrics is not None:
+        metrics = check_list("metrics", metrics, "['loss', 'kl']")
     chosen = scorer.check(metrics, logit_pair)
     if model_info.family == "image-classifier" and getattr(data, "labels", None) is None:
         if metrics is not None and {"accuracy", "delta_accuracy"} & set(chosen):
             raise InputError("metric accuracy needs class labels; these images have none (give labels=)")
         chosen = tuple(m for m in chosen if m not in ("accuracy", "delta_accuracy"))
     pair = resolve_pair(model, logit_pair)
+    check_data(model, data)
     if units is None:
         units = []
         seen: dict[str, int] = {}
-        for item in interventions:
+        for item in check_list("interventions", interventions, "['mask-sink', 'scale-sink:gamma=0.5']"):
             intervention = as_intervention(item)
             key = str(intervention)
             seen[key] = seen.get(key, 0) + 1
@@ -195,12 +236,28 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
     units = [u for u in units if not isinstance(u.intervention, Identity)]
     for unit in units:  # every intervention is checked before any forward pass
         unit.intervention.validate(model)
+    if out is not None:
+        check_output_path(out)
+    batches = [(index, tokens, data.model_inputs(index, tokens)) for index, tokens in data.batches(batch_size)]
+    for unit in units:  # data-dependent checks (sink positions, tokens present, mask shapes) also before any pass
+        spec = unit.intervention.sink_spec()
+        for index, tokens, _ in batches:
+            sites.query_mask(spec.key_mask(tokens, model, index=index), model_info.causal)
+    sink_digests = {u.key: d for u in units if (d := _sink_digest(u, model, batches)) is not None}
     identity = {"experiment": experiment, "model": model_info.name, "weights": model_info.weights_sha256,
                 "data": data.hash(), "units": [[u.key, u.intervention.spec(), u.columns] for u in units],
-                "metrics": list(chosen), "seed": seed, "logit_pair": list(pair) if pair else None}
-    store = ResultStore(out, identity, resume=resume) if out is not None else None
+                "metrics": list(chosen), "seed": seed, "logit_pair": list(pair) if pair else None,
+                "sink_masks": sink_digests or None, "format": 2}  # 2: the file holds the baseline rows too
+    if out is not None and not force and (finished := cached(out, identity)) is not None:
+        say(f"{experiment}: reusing {out}: it was finished by the same run (same model, data hash "
+            f"{identity['data'][:12]}, interventions, metrics and seed); pass force=True (--force) to recompute")
+        finished.provenance["reused"] = str(out)
+        return finished
+    store = ResultStore(out, identity, resume=resume and not force) if out is not None else None
     todo = [u for u in units if store is None or not store.done(u.key)]
     device = device_of(model)
+    if callable(states):  # computed only when some unit still needs computing (sweeps share one first pass)
+        states = states() if todo else {}
     states = dict(states or {})
     prepared_info = {}
     shared: dict[str, Any] = {}
@@ -214,11 +271,6 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
         if described is not None:
             prepared_info[unit.key] = described
 
-    batches = [(index, tokens, data.model_inputs(index, tokens)) for index, tokens in data.batches(batch_size)]
-    for unit in todo:  # data-dependent checks (sink positions, tokens present) also before any forward pass
-        spec = unit.intervention.sink_spec()
-        for _, tokens, _ in batches:
-            sites.query_mask(spec.key_mask(tokens, model), model_info.causal)
     logit_bytes = sum(t.numel() for _, t, _ in batches) * (model_info.vocab_size if model_info.causal else
                                                           model_info.d_model) * 4
     keep_baseline = logit_bytes <= _LOGIT_CACHE_BYTES
@@ -227,7 +279,12 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
     baseline_done = False
     per_batch_rows = max(1, max(t.shape[0] for _, t, _ in batches))
     stack = max(1, rows_per_forward // per_batch_rows)
-    chunk = max(stack, units_per_chunk if store is not None else len(todo) or 1)
+    if store is None:
+        chunk = max(len(todo), 1)  # nothing to journal: every unit shares each batch's baseline pass
+    elif units_per_chunk is not None:
+        chunk = max(stack, units_per_chunk)
+    else:  # journal each stack as it finishes; grow only when the baseline must be recomputed per group
+        chunk = stack
     rows: list[dict] = []
     total_steps = len(batches) * (-(-len(todo) // stack) + 1) if todo else len(batches)
     bar = iter(progress_bar(range(total_steps), desc=experiment, enabled=progress, total=total_steps))
@@ -244,8 +301,11 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
             baseline_cache[b] = output
         return output
 
-    for start in range(0, max(len(todo), 1), chunk):
+    start = 0
+    while start < len(todo):
         group = todo[start:start + chunk]
+        start += len(group)
+        group_started = time.perf_counter()
         accumulators = {u.key: _Accumulator() for u in group}
         for b, (index, tokens, inputs) in enumerate(batches):
             tokens, inputs = tokens.to(device), inputs.to(device)
@@ -263,7 +323,7 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
                 hooks = []
                 for j, unit in enumerate(stacked):
                     spec = unit.intervention.sink_spec()
-                    key = spec.key_mask(tokens, model)
+                    key = spec.key_mask(tokens, model, index=index)
                     ctx = PassContext(model, tokens, slice(j * n, (j + 1) * n), key,
                                       sites.query_mask(key, model_info.causal), states.get(unit.key), scratch,
                                       index=list(index))
@@ -274,7 +334,7 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
                 for j, unit in enumerate(stacked):
                     piece = output[j * n:(j + 1) * n]
                     if not torch.isfinite(piece.float().sum()):  # NaN/inf propagate into the sum; one cheap pass
-                        layer = _first_nonfinite_layer(model, unit, tokens, inputs, states.get(unit.key))
+                        layer = _first_nonfinite_layer(model, unit, tokens, inputs, states.get(unit.key), index)
                         where = f" (first non-finite residual stream after layer {layer})" if layer is not None else ""
                         raise InterventionError(f"intervention {unit.key} produced NaN/inf outputs{where}")
                     for metric, value in scorer.unit(piece, base, tokens, pair, base_stats, labels,
@@ -286,6 +346,9 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
             if store is not None:
                 store.add(unit.key, unit_rows)
             rows += unit_rows
+        if store is not None and units_per_chunk is None and not keep_baseline and \
+                time.perf_counter() - group_started < flush_seconds / 2:
+            chunk = min(chunk * 2, 16 * stack)  # amortise the recomputed baseline while a group stays short
     if not baseline_done:  # everything was resumed: the baseline still needs its pass
         for b, (index, tokens, inputs) in enumerate(batches):
             tokens = tokens.to(device)
@@ -298,8 +361,7 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
                         logit_pair=list(pair) if pair else None, prepared=prepared_info or None,
                         resumed_units=len(units) - len(todo), wall_seconds=round(time.perf_counter() - started, 3))
     if store is not None:
-        results = store.finish(header)
-        return Results(baseline_rows + results.rows, results.provenance)
+        return store.finish(header, leading_rows=baseline_rows)
     return Results(baseline_rows + rows, header)
 
 
@@ -382,6 +444,9 @@ def sweep(model: Any, data: Dataset, intervention: Intervention | str, over: str
     base = as_intervention(intervention)
     base.validate(model)
     units = sweep_units(model, base, over, layers, heads)
-    state = base.prepare(model, data, run_options.get("batch_size", 8), run_options.get("progress", True))
-    states = {u.key: state for u in units}
+
+    def states() -> dict[str, Any]:  # one first pass for the whole scope, only if some unit still runs
+        state = base.prepare(model, data, run_options.get("batch_size", 8), run_options.get("progress", True))
+        return {u.key: state for u in units}
+
     return run(model, data, units=units, states=states, experiment=f"sweep:{base.name}:{over}", **run_options)

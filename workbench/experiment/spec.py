@@ -108,9 +108,47 @@ class RunSpec:
         spec = cls(blob.get("model", "smollm2-135m"), blob.get("device"), dict(blob.get("data", {})),
                    dict(blob.get("run", {})), dict(blob["sweep"]) if "sweep" in blob else None, source)
         spec.interventions()  # parse now: a malformed entry points at its key before anything loads
-        if spec.sweep is not None and "intervention" not in spec.sweep:
-            raise InputError(f"spec {source}: [sweep] needs an intervention")
+        spec._check_values()
+        if spec.sweep is not None:
+            if "intervention" not in spec.sweep:
+                raise InputError(f"spec {source}: [sweep] needs an intervention")
+            spec.sweep_intervention()
         return spec
+
+    def _check_values(self) -> None:
+        """Values that are wrong whatever the model: what `explain` must refuse as well as `execute`."""
+        from workbench.core import sites
+        from workbench.core.errors import check_range
+        from workbench.core.results import FORMATS
+        from workbench.experiment.scoring import KNOWN
+
+        where = f"spec {self.source}"
+        limits = {("data", "window"): 2, ("data", "n_windows"): 0, ("data", "n_images"): 1, ("data", "seed"): 0,
+                  ("run", "batch_size"): 1, ("run", "seed"): 0, ("run", "rows_per_forward"): 1}
+        for (table, key), low in limits.items():
+            blob = self.data if table == "data" else self.run
+            if key in blob:
+                try:
+                    check_range(f"[{table}].{key}", blob[key], low, 1 << 30)
+                except InputError as exc:
+                    raise InputError(f"{where}: {exc}") from None
+        unknown = [m for m in self.run.get("metrics", []) if not isinstance(m, str) or m not in KNOWN]
+        if unknown:
+            raise InputError(f"{where}: [run].metrics: unknown metric {unknown[0]!r}; use {', '.join(sorted(KNOWN))}")
+        out = self.run.get("out")
+        if out is not None and Path(out).suffix not in FORMATS:
+            raise InputError(f"{where}: [run].out = {out!r}: unknown result format {Path(out).suffix!r}; use "
+                             f"{', '.join(FORMATS)}")
+        if self.sweep is not None:
+            over = self.sweep.get("over", "head")
+            if over not in ("layer", "head"):
+                raise InputError(f"{where}: [sweep].over = {over!r}: use 'layer' or 'head'")
+            for key, what in (("layers", "layer"), ("heads", "head")):
+                if key in self.sweep:  # the form now; the range once the model is loaded
+                    try:
+                        sites._parse_index_spec(self.sweep[key], 1 << 20, what, self.model)
+                    except InputError as exc:
+                        raise InputError(f"{where}: [sweep].{key}: {exc}") from None
 
     def interventions(self) -> list:
         from interventions import from_spec, parse
@@ -137,7 +175,7 @@ class RunSpec:
         item = self.sweep["intervention"]
         try:
             return from_spec(item)
-        except InputError as exc:
+        except (InputError, TypeError) as exc:
             raise InputError(f"spec {self.source}: [sweep].intervention: {exc}") from exc
 
     # -- running --------------------------------------------------------------------------------
@@ -149,8 +187,12 @@ class RunSpec:
         if zoo.info(model).is_image:  # image models: generated shapes or an image file (workbench.vision)
             from workbench.vision import image_set
 
-            return image_set(model, d.get("images", "shapes"), n=d.get("n_images", 64), seed=d["seed"],
-                             high_norm=d.get("high_norm"))
+            images = image_set(model, d.get("images", "shapes"), n=d.get("n_images", 64), seed=d["seed"])
+            if d.get("high_norm") is None:
+                return images
+            from workbench.probes.high_norm import mark_high_norm
+
+            return mark_high_norm(model, images, d["high_norm"])
         if "images" in d or "high_norm" in d:
             raise InputError(f"spec {self.source}: [data].images / high_norm are for image models; {self.model} is not one")
         if "text_file" in d:
@@ -198,11 +240,13 @@ class RunSpec:
         if needs_first_pass:
             lines.append("first passes (statistics): " + "; ".join(needs_first_pass))
         out = self.run.get("out")
-        lines.append(f"output: {out} (journaled; rerun resumes finished units)" if out else
+        lines.append(f"output: {out} (journaled: a rerun resumes an unfinished run and reuses a finished file "
+                     "made by the same run; --force recomputes)" if out else
                      "output: printed only (set [run].out to save)")
         return "\n".join(lines)
 
-    def execute(self, progress: bool = True):
+    def execute(self, progress: bool = True, force: bool = False):
+        """Run the spec; a finished `out` file of the same run is reused (with a message) unless `force`."""
         from workbench import zoo
         from workbench.experiment.attribution import attribution_sweep, spearman
         from workbench.experiment.runner import run, sweep
@@ -212,13 +256,15 @@ class RunSpec:
         options = {"metrics": self.run.get("metrics"), "batch_size": self.run.get("batch_size", 8),
                    "seed": self.run.get("seed", 0), "logit_pair": self.run.get("logit_pair"),
                    "resume": self.run.get("resume", True), "progress": progress,
-                   "rows_per_forward": self.run.get("rows_per_forward", 16)}
+                   "rows_per_forward": self.run.get("rows_per_forward", 16), "force": force}
         out = self.run.get("out")
         if self.sweep:
             base = self.sweep_intervention()
             results = sweep(model, dataset, base, over=self.sweep.get("over", "head"), layers=self.sweep.get("layers"),
                             heads=self.sweep.get("heads"), out=out, **options)
-            if self.sweep.get("attribution"):
+            reused = results.provenance.get("reused") and \
+                results.filter(metric="attribution_delta_loss", empty_ok=True).rows
+            if self.sweep.get("attribution") and not reused:
                 estimate = attribution_sweep(model, dataset, base, options["batch_size"], progress)
                 rho = spearman(estimate, results) if self.sweep.get("over", "head") == "head" else None
                 results = results + estimate

@@ -99,8 +99,8 @@ def _(results: Results, ctx: FigureContext):
 def _(results: Results, ctx: FigureContext) -> str:
     frame = _perplexities(results)
     values = ", ".join(f"{p}: {v:.2f}" for p, v in zip(frame["policy"], frame["value"]))
-    strides = results.filter(metric="perplexity", policy="recompute").df
-    stride = int(strides["stride"].iloc[0]) if len(strides) else None
+    strides = results.filter(metric="perplexity", policy="recompute", empty_ok=True)
+    stride = int(strides.df["stride"].iloc[0]) if len(strides.rows) else None
     return (f"Mean NLL per bin of tokens of {results.provenance.get('model')} reading {_text_label(results)}; "
             f"perplexity over the whole text: {values}. Window and sinks keep positions inside the cache; "
             f"recompute re-encodes the last W tokens for every block of {stride} predictions.")

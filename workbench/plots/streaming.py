@@ -64,7 +64,8 @@ def streaming_curves(results: Results):
         label = policy if pd.isna(row["window"]) else f"{policy} {int(row['sinks'])}+{int(row['window'] - row['sinks'])}"
         colour = POLICY_COLOURS.get(policy, style.PALETTE[(len(POLICY_COLOURS) + index) % len(style.PALETTE)])
         ax.plot(part["position"], part["log_ppl"], label=label, color=colour)
-    window = results.filter(metric="perplexity", policy="window").df["window"]
+    windows = results.filter(metric="perplexity", policy="window", empty_ok=True)
+    window = windows.df["window"] if len(windows.rows) else []
     if len(window):
         ax.axvline(float(window.iloc[0]), color="0.5", linestyle=":", linewidth=0.8)
         ax.annotate("cache full", (float(window.iloc[0]), ax.get_ylim()[1]), fontsize=6, ha="left", va="top",

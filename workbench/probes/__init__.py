@@ -16,6 +16,8 @@
 | `image-attention` | image models: attention_share / attention_per_token / ratio_to_uniform per kind ([CLS], registers, background, object, high-norm), background_to_object_ratio (layer, head); attention_received / cls_attention maps |
 | `patch-norms` | image models: norm_mean per kind, norm_median/max, high_norm_fraction, ashman_d (two populations?), norm_histogram (layer); example_norm maps |
 
+Probes that take `sink=` accept every form of workbench.core.sites.SinkSpec, per-sequence sinks included
+(`first:tok:.`, a [sequences, T] bool mask, a function tokens -> mask), in one batched call.
 Every probe also takes `hooks=` (extra forward hooks that run in the same passes, e.g. an intervention's:
 `experiment.batch_hooks`), so a probe can measure an edited model without importing the catalogue.
 Every probe takes token data (workbench.core.data.Dataset) or, on image models, an ImageSet

@@ -29,7 +29,7 @@ import torch
 
 from workbench.core import sites
 from workbench.core.data import Dataset, str_tokens
-from workbench.core.errors import InputError, check_range
+from workbench.core.errors import InputError, check_number, check_range
 from workbench.core.modelinfo import info
 from workbench.core.results import Results, provenance
 from workbench.core.sites import SinkSpec
@@ -50,8 +50,8 @@ def massive_activations(model: Any, data: Dataset, layers: Any = None, top_k: in
     if rule not in RULES:
         raise InputError(f"unknown massive-activation rule {rule!r}: use one of {', '.join(RULES)}")
     check_range("top_k", top_k, 1, 100)
-    if abs_threshold < 0 or ratio_threshold <= 0:
-        raise InputError(f"thresholds must be positive, got abs {abs_threshold}, ratio {ratio_threshold}")
+    check_number("abs_threshold", abs_threshold, low=0.0)
+    check_number("ratio_threshold", ratio_threshold, low=0.0, low_open=True)
     if site not in (sites.RESID_PRE, sites.RESID_MID, sites.RESID_POST):
         raise InputError(f"site {site!r}: use {sites.RESID_PRE}, {sites.RESID_MID} or {sites.RESID_POST}")
     layer_ids = sites.parse_layers(layers, model)

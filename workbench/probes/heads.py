@@ -24,7 +24,7 @@ import torch
 
 from workbench.core import sites
 from workbench.core.data import Dataset
-from workbench.core.errors import InputError
+from workbench.core.errors import check_number
 from workbench.core.modelinfo import info
 from workbench.core.results import Results, provenance
 from workbench.core.sites import SinkSpec, check_eps
@@ -43,9 +43,9 @@ def heads(model: Any, data: Dataset, sink: Any = "bos", eps: float = 0.3, dorman
     started = time.perf_counter()
     model_info = info(model)
     check_eps(eps)
-    check_eps(dormant_attention)
-    if dormant_output <= 0:
-        raise InputError(f"dormant_output = {dormant_output} must be > 0 (a fraction of the median head output norm)")
+    check_number("dormant_attention", dormant_attention, 0.0, 1.0)
+    check_number("dormant_output (a multiple of the median head output norm)", dormant_output, low=0.0,
+                 low_open=True)
     spec = SinkSpec.parse(sink)
     layer_ids = sites.parse_layers(layers, model)
     slot = {layer: i for i, layer in enumerate(layer_ids)}

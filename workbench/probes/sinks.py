@@ -31,7 +31,7 @@ import torch
 
 from workbench.core import sites
 from workbench.core.data import Dataset, str_tokens
-from workbench.core.errors import InputError
+from workbench.core.errors import InputError, check_list, check_range
 from workbench.core.modelinfo import info
 from workbench.core.results import Results, provenance
 from workbench.core.sites import SinkSpec, check_eps
@@ -64,7 +64,9 @@ def sinks(model: Any, data: Dataset, sink: Any = "bos", eps: Iterable[float] = D
     """
     started = time.perf_counter()
     model_info = info(model)
-    eps = tuple(check_eps(e) for e in eps)
+    eps = tuple(check_eps(e) for e in check_list("eps", eps, "[0.3] or [0.3, 0.5, 0.8]"))
+    if not eps:
+        raise InputError("eps: give at least one threshold, e.g. [0.3]")
     spec = SinkSpec.parse(sink)
     layer_ids = sites.parse_layers(layers, model)
     auto_positions = detect_sinks(model, data, spec.eps, batch_size, progress) if spec.kind == "auto" else None
@@ -176,6 +178,9 @@ def sink_tokens(model: Any, data: Dataset, layers: Any = None, top: int = 20, mi
     """
     started = time.perf_counter()
     model_info = info(model)
+    check_range("top", top, 1, 1 << 20)
+    check_range("min_queries", min_queries, 0, 1 << 30)
+    check_range("min_count", min_count, 1, 1 << 30)
     layer_ids = sites.parse_layers(layers, model)
     per_token: dict[int, dict[str, list]] = {}
 
@@ -313,6 +318,9 @@ def sink_ratio_controls(model: Any, window: int = 64, n: int = 16, seed: int = 0
     """
     from workbench.core import data as data_module
 
+    eps = check_list("eps", eps, "[0.3]")
+    kinds = check_list("kinds", kinds, "['natural', 'random', 'repeated']")
+    bos = check_list("bos", bos, "[True, False]")
     rows, header = [], {}
     for kind in kinds:
         for with_bos in bos:
@@ -336,7 +344,7 @@ def special_token_attention(model: Any, data: Dataset, targets: Sequence[str] = 
     """
     rows, header, absent = [], {}, []
     names = {"cls": "[CLS]", "sep": "[SEP]", "bos": "BOS"}
-    for target in targets:
+    for target in check_list("targets", targets, "['cls', 'sep', 'tok:.']"):
         try:
             res = sinks(model, data, sink=target, eps=(0.3,), batch_size=batch_size, progress=progress,
                         skip_missing=True)
@@ -345,9 +353,12 @@ def special_token_attention(model: Any, data: Dataset, targets: Sequence[str] = 
                 raise
             absent.append(target)
             continue
-        metric = sink_metric_name(SinkSpec.parse(target))
-        label = names.get(target, repr(target.split(":", 1)[-1]))
-        rows += [{**r, "metric": "sink_attention", "target": label,
+        spec = SinkSpec.parse(target)
+        metric = sink_metric_name(spec)
+        # `target` is the sink as a spec (what filter(target=...) and the `sinks` probe take); `target_name`
+        # the token itself, for legends
+        shown = names.get(spec.label, ", ".join(repr(t) for t in spec.tokens) if spec.kind == "tokens" else spec.label)
+        rows += [{**r, "metric": "sink_attention", "target": spec.label, "target_name": shown,
                   "sequences_with_target": res.provenance["sequences_with_sink"]} for r in res.filter(metric=metric)]
         header = res.provenance
     if not rows:

@@ -13,6 +13,7 @@ safetensors. Models trained here are trained instead, by the trainer their famil
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import shutil
 import tempfile
@@ -129,6 +130,7 @@ def fetch(name: str, force: bool = False, log: Callable[[str], None] = print) ->
         except FetchError as exc:
             raise ModelNotAvailable(f"{exc}; then run `sinkbench models fetch {name}` again") from exc
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_builds(target)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-") as tmp:
             work, out = Path(tmp) / "work", Path(tmp) / "out"
             work.mkdir()
@@ -145,6 +147,14 @@ def fetch(name: str, force: bool = False, log: Callable[[str], None] = print) ->
     return target
 
 
+def _remove_stale_builds(target: Path) -> None:
+    """Hidden build directories (`.NAME-*`) that a killed fetch left next to the cache entry; safe to remove
+    because the caller holds the entry's lock, so no other build of it is in flight."""
+    for stale in target.parent.glob(f".{glob.escape(target.name)}-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def _train(name: str, force: bool, log: Callable[[str], None]) -> Path:
     target = model_dir(name)
     with locked(name):
@@ -156,10 +166,19 @@ def _train(name: str, force: bool, log: Callable[[str], None]) -> Path:
 
 def verify(name: str, full: bool = False) -> dict:
     """Check a cached model's weights against the SHA-256 recorded when it was built (see
-    workbench.zoo.manifest.check); raises ModelNotAvailable, naming the command that fixes it."""
+    workbench.zoo.manifest.check); raises ModelNotAvailable, naming the command that fixes it. A name
+    the zoo does not know is "unknown" (with the names it knows), not "not fetched yet"."""
     ensure_registered()
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"model name must be a non-empty string, got {name!r}")
     known = BUNDLED.get(name) or TRAINED.get(name)
-    return check(name, full, missing=known.missing_hint if known and known.missing_hint else None)
+    if known is None:
+        if name.split("@")[0] in TINY:
+            raise InputError(f"{name!r} is a tiny random model built from a config on demand; it has no cached "
+                             "weights to verify")
+        raise ModelNotAvailable(unknown_model_message(name) + " (only fetched or trained models have weights to "
+                                "verify)")
+    return check(name, full, missing=known.missing_hint or None)
 
 
 def catalogue() -> list[dict]:

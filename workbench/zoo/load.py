@@ -66,7 +66,7 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: Any = None
     import torch
 
     dtype = dtype or torch.float32
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     ensure_registered()
     for prefix, loader in PREFIX_LOADERS.items():
         if isinstance(name, str) and name.startswith(prefix):  # e.g. toy:DIR (workbench.toy)
@@ -83,6 +83,36 @@ def load(name: str = DEFAULT_MODEL, device: str | None = None, dtype: Any = None
     if not fresh:
         _LOADED[key] = bridge
     return bridge
+
+
+def check_device(device: Any) -> str:
+    """A device string this torch build can use now (`cpu`, `cuda`, `cuda:1`, `mps`, ...): an invalid string
+    or one that is not available here is one InputError naming what is available."""
+    import torch
+
+    available = ["cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+                           if torch.cuda.is_available() else [])
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        available.append("mps")
+    hint = f"available here: {', '.join(available)}"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"device {device!r} is not a device name ({hint})") from None
+    backend = getattr(torch, parsed.type, None) if parsed.type != "cpu" else None
+    if parsed.type == "cuda":
+        ok = torch.cuda.is_available() and (parsed.index is None or parsed.index < torch.cuda.device_count())
+    elif parsed.type == "mps":
+        ok = mps is not None and mps.is_available()
+    elif parsed.type == "cpu":
+        ok = parsed.index in (None, 0)
+    else:
+        is_available = getattr(backend, "is_available", None)
+        ok = bool(is_available and is_available())
+    if not ok:
+        raise InputError(f"device {device!r} is not available in this torch build ({torch.__version__}); {hint}")
+    return str(device)
 
 
 def hf_reference(name: str, dtype: Any = None):

@@ -36,7 +36,7 @@ def write_manifest(directory: Path, name: str, source: str, licence: str, extra:
     manifest = {"name": name, "source": source, "licence": licence, **(extra or {}),
                 "weights_sha256": sha256_file(weights), "weights_size": stat.st_size,
                 "weights_mtime_ns": stat.st_mtime_ns, "built_with": package_versions()}
-    (Path(directory) / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    atomic_write_text(Path(directory) / MANIFEST, json.dumps(manifest, indent=2))
     return manifest
 
 
@@ -53,9 +53,10 @@ def check(name: str, full: bool = False, missing: str | None = None) -> dict:
     if not manifest_path.is_file():
         raise ModelNotAvailable(missing or f"model {name!r} is not fetched yet: run `sinkbench models fetch {name}`")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelNotAvailable(f"the manifest of {name!r} is corrupt ({exc}); {fix}") from exc
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest["weights_size"], manifest["weights_mtime_ns"], manifest["weights_sha256"]  # noqa: B018
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+        raise ModelNotAvailable(f"the manifest of {name!r} is corrupt ({exc}); {fix}") from None
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise ModelNotAvailable(f"{weights} is missing; {fix}")

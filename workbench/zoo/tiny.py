@@ -63,11 +63,27 @@ def tiny_tokenizer():
                                        pad_token="<pad>", unk_token="<unk>", cls_token="[CLS]",
                                        sep_token="[SEP]", mask_token="[MASK]")
         directory.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=directory.parent) as tmp:
+        _remove_stale_builds(directory)
+        with tempfile.TemporaryDirectory(dir=directory.parent, prefix=f".{directory.name}.{os.getpid()}.") as tmp:
             fast.save_pretrained(tmp)
             with contextlib.suppress(OSError):  # another process won the race: theirs is identical
                 os.replace(tmp, directory)
     return AutoTokenizer.from_pretrained(directory)
+
+
+def _remove_stale_builds(directory) -> None:
+    """Hidden build directories of `directory` (`.NAME.PID.*`) left by a process that was killed outright."""
+    import shutil
+
+    for stale in directory.parent.glob(f".{directory.name}.*"):
+        pid = stale.name[len(directory.name) + 2:].split(".", 1)[0]
+        if stale.is_dir() and pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(stale, ignore_errors=True)
+            except PermissionError:
+                pass
 
 
 def build_tiny(base: str, seed: int):
