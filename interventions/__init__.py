@@ -39,7 +39,7 @@ helpers) is written where the mechanism is defined: `interventions.mechanisms.At
 
 from __future__ import annotations
 
-from interventions import attention, bias, residual, values, vision  # noqa: F401  (registers the catalogue)
+from interventions import attention, bias, quant, residual, values, vision  # noqa: F401  (registers the catalogue)
 from interventions.mechanisms import (
     AttentionEdit,
     ResidualEdit,
