@@ -14,6 +14,7 @@ import pytest
 from matplotlib.testing.compare import compare_images
 
 from workbench import plots
+from workbench.core.errors import InputError
 from workbench.core.results import Results
 from workbench.plots import style
 
@@ -228,6 +229,8 @@ CASES = {
     "intervention_effects": lambda: plots.intervention_effects(run_fixture()),
     "sweep_heatmap": lambda: plots.sweep_heatmap(sweep_fixture()),
     "dormant_heads": lambda: plots.dormant_heads(sinks_fixture(), sweep_fixture()),
+    "head_comparison": lambda: plots.head_comparison(sinks_fixture(), "first_token_attention", sweep_fixture(),
+                                                     "delta_loss", colour="last_token_attention"),
     "vit_attention_by_kind": lambda: plots.vit_attention_by_kind(vit_kinds_fixture()),
     "vit_attention_maps": lambda: plots.vit_attention_maps(vit_maps_fixture("example_cls_attention"), *vit_images()),
     "vit_norm_maps": lambda: plots.vit_norm_maps(vit_maps_fixture("example_norm"), *vit_images()),
@@ -257,13 +260,27 @@ def test_every_plot_function_is_public_and_has_a_fixture_case():
     domain = [module for name, module in vars(plots).items()
               if inspect.ismodule(module) and module.__name__.startswith("workbench.plots.")
               and name not in ("style", "_common")]
-    assert {m.__name__.rsplit(".", 1)[1] for m in domain} == {"activations", "attention", "contributions",
+    assert {m.__name__.rsplit(".", 1)[1] for m in domain} == {"activations", "attention", "contributions", "heads",
                                                               "interventions", "streaming", "toy", "vision"}
     defined = {name for module in domain for name, fn in vars(module).items()
                if inspect.isfunction(fn) and fn.__module__ == module.__name__ and not name.startswith("_")}
     assert defined == set(CASES)
     assert defined | {"show", "style"} == set(plots.__all__)
     assert all(getattr(plots, name) is not None for name in plots.__all__)
+
+
+def test_head_comparison_joins_on_heads_reports_spearman_and_names_missing_metrics():
+    fig, frame = plots.head_comparison(sinks_fixture(), "first_token_attention", sweep_fixture(), "delta_loss")
+    sweep = sweep_fixture().df
+    assert len(frame) == len(sweep[sweep.metric == "delta_loss"].dropna(subset=["head"]))
+    from workbench.core.metrics import spearman
+    assert frame.attrs["spearman"] == pytest.approx(spearman(frame["first_token_attention"], frame["delta_loss"]))
+    assert f"{frame.attrs['spearman']:.2f}" in fig.axes[0].get_title()
+    with pytest.raises(InputError, match="x metric 'sink_score' is not in these Results; they hold"):
+        plots.head_comparison(sinks_fixture(), "sink_score", sweep_fixture(), "delta_loss")
+    with pytest.raises(InputError, match="several rows per head"):
+        doubled = Results(sinks_fixture().rows + sinks_fixture().rows, PROV)
+        plots.head_comparison(doubled, "first_token_attention", sweep_fixture(), "delta_loss")
 
 
 def test_a_plot_without_its_rows_names_the_metric_it_needs():

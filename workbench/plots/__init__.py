@@ -21,6 +21,7 @@ from workbench.plots.attention import (
     special_tokens,
 )
 from workbench.plots.contributions import implicit_bias_constancy, norms
+from workbench.plots.heads import head_comparison
 from workbench.plots.interventions import (
     attribution_scatter,
     dormant_heads,
@@ -55,7 +56,7 @@ def show(fig) -> None:
 
 
 __all__ = ["attention_heatmaps", "attribution_scatter", "control_prompts", "depth_profile", "dormant_heads",
-           "emergence_curves", "implicit_bias_constancy", "intervention_effects", "massive_3d", "massive_layerwise",
+           "emergence_curves", "head_comparison", "implicit_bias_constancy", "intervention_effects", "massive_3d", "massive_layerwise",
            "norms", "show", "sink_grid", "special_tokens", "streaming_curves", "streaming_perplexity", "style",
            "sweep_heatmap", "sweep_profile", "vit_attention_by_kind", "vit_attention_maps", "vit_norm_histograms",
            "vit_norm_maps"]
