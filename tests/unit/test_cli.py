@@ -1,6 +1,12 @@
 import json
+import math
+import os
+import re
+import runpy
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -8,23 +14,78 @@ from workbench import cli
 from workbench.core.results import Results
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, timeout=300)
+def run_main(argv, capsys):
+    """`sinkbench ARGV` in this process: (exit status, stdout, stderr); argparse's exits count as statuses."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as done:
+        code = done.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_models_json_lists_the_bundled_models():
-    out = run_cli("models", "--json")
-    assert out.returncode == 0, out.stderr
-    names = {row["name"] for row in json.loads(out.stdout)}
+def test_models_json_lists_the_bundled_models(capsys):
+    code, out, err = run_main(["models", "--json"], capsys)
+    assert code == 0, err
+    names = {row["name"] for row in json.loads(out)}
     assert {"smollm2-135m", "minilm-l6", "gemma3-270m"} <= names
 
 
-@pytest.mark.parametrize("command", [[], ["models"], ["data"], ["eval"]])
+def test_the_console_script_starts_and_lists_models_without_the_heavy_stack():
+    # The one subprocess test: the installed entry point really starts (`sinkbench = workbench.cli:main`).
+    script = shutil.which("sinkbench", path=str(Path(sys.executable).parent))
+    command = [script] if script else [sys.executable, "-m", "workbench.cli"]
+    out = subprocess.run([*command, "models", "--json"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "smollm2-135m" in {row["name"] for row in json.loads(out.stdout)}
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert "workbench.cli" in imported
+    assert not imported & {"torch", "transformers", "transformer_lens", "matplotlib", "pandas"}
+
+
+def test_python_m_workbench_cli_is_the_same_entry_point(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["sinkbench", "models", "fetch"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("workbench.cli", run_name="__main__")  # what `python -m workbench.cli` runs
+    assert done.value.code == 2 and capsys.readouterr().err.startswith("sinkbench: error: name the models")
+
+
+COMMANDS = [[]] + [[command.NAME] for command in cli.COMMANDS]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "sinkbench")
 def test_every_help_teaches_with_an_example(command, capsys):
     with pytest.raises(SystemExit) as done:
         cli.main([*command, "--help"])
     assert done.value.code == 0
     assert "example:" in capsys.readouterr().out
+
+
+def test_top_level_help_lists_every_command_without_building_their_options(monkeypatch, capsys):
+    for command in cli.COMMANDS:
+        monkeypatch.setattr(command, "add_arguments", lambda parser: pytest.fail("options built for --help"))
+    code, out, _ = run_main(["--help"], capsys)
+    assert code == 0
+    for command in cli.COMMANDS:
+        assert re.search(rf"^    {command.NAME}\b", out, re.MULTILINE)
+
+
+def test_a_command_builds_only_its_own_options(monkeypatch, capsys):
+    for command in cli.COMMANDS:
+        if command.NAME != "data":
+            monkeypatch.setattr(command, "add_arguments", lambda parser: pytest.fail("another command's options"))
+    code, out, _ = run_main(["data"], capsys)
+    assert code == 0 and "austen" in out
+
+
+def test_a_registry_listing_is_read_only_for_help(monkeypatch, capsys):
+    monkeypatch.setattr(cli.run, "listing", lambda: pytest.fail("the catalogue was read for an argument error"))
+    code, _, err = run_main(["run", "--sweep", "diagonal"], capsys)
+    assert code == 2 and "invalid choice: 'diagonal'" in err
+    monkeypatch.setattr(cli.run, "listing", lambda: "\nTHE CATALOGUE")
+    code, out, _ = run_main(["run", "--help"], capsys)
+    assert code == 0 and out.rstrip().endswith("THE CATALOGUE")
 
 
 def test_eval_on_a_text_file_writes_loss_rows(tmp_path, capsys):
@@ -34,7 +95,7 @@ def test_eval_on_a_text_file_writes_loss_rows(tmp_path, capsys):
     assert cli.main(["eval", "--model", "tiny-llama", "--text-file", str(text), "--window", "64", "--json", str(out)]) == 0
     res = Results.load(out)
     loss = res.value("loss", intervention="none")
-    assert res.value("perplexity") == pytest.approx(__import__("math").exp(loss))
+    assert res.value("perplexity") == pytest.approx(math.exp(loss))
     assert res.provenance["bos_policy"] == "bos" and res.provenance["model"] == "tiny-llama"
     assert "loss" in capsys.readouterr().out
 
@@ -45,8 +106,8 @@ def test_eval_on_a_text_file_writes_loss_rows(tmp_path, capsys):
     (["eval", "--model", "tiny-bert", "--prompts", "random"], "encoder"),
     (["models", "fetch"], "--all"),
 ])
-def test_bad_input_is_one_line_not_a_traceback(args, message):
-    out = run_cli(*args)
-    assert out.returncode == 2
-    assert "Traceback" not in out.stderr
-    assert out.stderr.startswith("sinkbench: error:") and message in out.stderr
+def test_bad_input_is_one_line_not_a_traceback(args, message, capsys):
+    code, _, err = run_main(args, capsys)  # a traceback would be an exception escaping main()
+    assert code == 2
+    assert "Traceback" not in err
+    assert err.startswith("sinkbench: error:") and message in err

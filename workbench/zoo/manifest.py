@@ -15,7 +15,6 @@ from pathlib import Path
 
 from workbench.core.cache import atomic_write_text, cache_dir, sha256_file
 from workbench.core.errors import ModelNotAvailable
-from workbench.core.results import package_versions
 
 MANIFEST = "sinkbench-manifest.json"
 WEIGHTS = "model.safetensors"
@@ -31,6 +30,8 @@ def is_cached(name: str) -> bool:
 
 def write_manifest(directory: Path, name: str, source: str, licence: str, extra: dict | None = None) -> dict:
     """Record the SHA-256 (and the size + mtime stamp) of `directory`'s weights: what `verify` checks."""
+    from workbench.core.results import package_versions  # pandas: not for `sinkbench models`
+
     weights = Path(directory) / WEIGHTS
     stat = weights.stat()
     manifest = {"name": name, "source": source, "licence": licence, **(extra or {}),

@@ -6,40 +6,39 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from workbench.cli import _parser, command
 from workbench.core.errors import InputError
 
+NAME = "train-vit"
+SUMMARY = ("train a small ViT image classifier on generated shapes (no pretrained ViT is reachable "
+           "offline); deterministic for a seed, safetensors, loadable through the zoo")
+EXAMPLE = ("  sinkbench train-vit --preset shapes-vit-reg4                # the zoo model, into the cache\n"
+           "  sinkbench train-vit --registers 4 --steps 4000 --out runs/vit-reg4 --checkpoint-every 500\n"
+           "  sinkbench probe image-attention --model runs/vit-reg4       # then use it like any zoo model")
 
-@command
-def _train_vit(sub: argparse._SubParsersAction) -> None:
-    from workbench.vision.presets import PRESETS, TrainConfig
 
-    defaults = TrainConfig()
-    parser = _parser(
-        sub, "train-vit", "train a small ViT image classifier on generated shapes (no pretrained ViT is reachable "
-                          "offline); deterministic for a seed, safetensors, loadable through the zoo",
-        "  sinkbench train-vit --preset shapes-vit-reg4                # the zoo model, into the cache\n"
-        "  sinkbench train-vit --registers 4 --steps 4000 --out runs/vit-reg4 --checkpoint-every 500\n"
-        "  sinkbench probe image-attention --model runs/vit-reg4       # then use it like any zoo model")
-    parser.add_argument("--preset", choices=list(PRESETS), default=None,
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from workbench.vision.presets import VIT_PRESETS, ViTTrainConfig
+
+    defaults = ViTTrainConfig()
+    parser.add_argument("--preset", choices=list(VIT_PRESETS), default=None,
                         help="a zoo model's recipe; without --out it is trained into the cache under its name")
     parser.add_argument("--out", type=Path, default=None, help="output model directory (required without --preset)")
-    for field in dataclasses.fields(TrainConfig):
+    for field in dataclasses.fields(ViTTrainConfig):
         flag = "--" + field.name.replace("_", "-")
         parser.add_argument(flag, type=type(field.default), default=None, metavar=field.name.upper(),
-                            help=f"{TrainConfig.HELP[field.name]} (default {getattr(defaults, field.name)})")
+                            help=f"{ViTTrainConfig.HELP[field.name]} (default {getattr(defaults, field.name)})")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: bit-identical weights on any machine)")
     parser.add_argument("--force", action="store_true", help="with --preset: retrain even if cached")
-    parser.set_defaults(func=_train_vit_run)
+    parser.set_defaults(func=execute)
 
 
-def _train_vit_run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from workbench import zoo
-    from workbench.vision.presets import PRESETS, TrainConfig
+    from workbench.vision.presets import VIT_PRESETS, ViTTrainConfig
     from workbench.vision.train import train_vit
 
-    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(ViTTrainConfig)
                if getattr(args, f.name) is not None}
     if args.preset and args.out is None:
         if changes:
@@ -54,7 +53,7 @@ def _train_vit_run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise InputError("give --out DIR (or --preset NAME to train a zoo model into the cache)")
-    config = dataclasses.replace(PRESETS[args.preset] if args.preset else TrainConfig(), **changes)
+    config = dataclasses.replace(VIT_PRESETS[args.preset] if args.preset else ViTTrainConfig(), **changes)
     print(f"training {config.describe()} -> {args.out}")
     train_vit(config, args.out, threads=args.threads)
     return 0

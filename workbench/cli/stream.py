@@ -5,24 +5,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workbench import zoo
-from workbench.cli import _parser, add_model_arg, command
+from workbench.cli.common import add_model_arg, load_model
+
+NAME = "stream"
+SUMMARY = ("streaming perplexity of one long text under KV-cache policies: dense, window, sinks (StreamingLLM), "
+           "recompute. The cache budget W includes the S sinks: `--sinks 4 --window 256` is Xiao's 4+252.")
+EXAMPLE = (
+    "  sinkbench stream --model smollm2-135m --policy dense window sinks recompute --window 256 \\\n"
+    "      --max-tokens 4096 --json out/stream.json\n"
+    "  sinkbench stream --policy sinks --sinks 0 1 2 4 8 --window 256 512 --max-tokens 8192 \\\n"
+    "      --json out/xiao-table2.json          # Xiao Table 2 (S = 0 is window attention); resumable\n"
+    "  sinkbench stream --policy sinks --sinks 4 --replace-sinks newline   # Xiao Table 1: 4 x \"\\n\" + 252\n"
+    "  sinkbench stream --text-file book.txt --policy window sinks --exact --max-tokens 1024  # token by token")
 
 
-@command
-def _stream(sub: argparse._SubParsersAction) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from workbench.core.corpora import CORPORA, DEFAULT_CORPUS
 
-    parser = _parser(
-        sub, "stream",
-        "streaming perplexity of one long text under KV-cache policies: dense, window, sinks (StreamingLLM), "
-        "recompute. The cache budget W includes the S sinks: `--sinks 4 --window 256` is Xiao's 4+252.",
-        "  sinkbench stream --model smollm2-135m --policy dense window sinks recompute --window 256 \\\n"
-        "      --max-tokens 4096 --json out/stream.json\n"
-        "  sinkbench stream --policy sinks --sinks 0 1 2 4 8 --window 256 512 --max-tokens 8192 \\\n"
-        "      --json out/xiao-table2.json          # Xiao Table 2 (S = 0 is window attention); resumable\n"
-        "  sinkbench stream --policy sinks --sinks 4 --replace-sinks newline   # Xiao Table 1: 4 x \"\\n\" + 252\n"
-        "  sinkbench stream --text-file book.txt --policy window sinks --exact --max-tokens 1024  # token by token")
     add_model_arg(parser)
     group = parser.add_argument_group("text (default: a novel of the bundled corpus)")
     source = group.add_mutually_exclusive_group()
@@ -60,22 +59,22 @@ def _stream(sub: argparse._SubParsersAction) -> None:
     group.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--json", type=Path, default=None,
                         help="write the Results here (.json/.csv); a killed sweep resumes from its journal")
-    parser.set_defaults(func=_stream_run)
+    parser.set_defaults(func=execute)
 
 
-def _stream_run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from workbench import streaming
     from workbench.core.data import describe
 
     policies = streaming.policy_grid(args.policy, args.sinks, args.window, args.replace_sinks)
-    model = zoo.load(args.model, device=args.device)
+    model = load_model(args)
     text = streaming.long_text(model, text_file=args.text_file, jsonl=args.jsonl, corpus=args.corpus,
                                document=args.document, max_tokens=args.max_tokens or None,
                                prepend_bos=args.prepend_bos)
     print(describe(text))
-    results = streaming.run(model, text, policies, fast=not args.exact, chunk=args.chunk,
-                            recompute_stride=args.recompute_stride, curve_bin=args.curve_bin, seed=args.seed,
-                            out=args.json, log=print)
+    results = streaming.stream_policies(model, text, policies, fast=not args.exact, chunk=args.chunk,
+                                        recompute_stride=args.recompute_stride, curve_bin=args.curve_bin,
+                                        seed=args.seed, out=args.json, log=print)
     if args.json is not None:
         print(f"wrote {len(results)} rows to {args.json}")
     return 0

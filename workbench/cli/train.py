@@ -7,29 +7,33 @@ import json
 import sys
 from pathlib import Path
 
-from workbench.cli import _parser, command
 from workbench.core.errors import InputError
 
+NAME = "train"
+SUMMARY = ("train a small transformer on CPU (Bigram-Backcopy of Guo et al. 2024, or character-level text) with one "
+           "attention variant, logging first-token attention, ||v_BOS||, ||resid_BOS|| and the task risks")
+EXAMPLE = (
+    "  sinkbench train --task bigram-backcopy --attention softmax --steps 1000 --seed 0 --out runs/bb-softmax\n"
+    "  sinkbench train --attention relu --steps 1000 --seed 0 --out runs/bb-relu      # ~3 min on 2 cores\n"
+    "  sinkbench train --attention softmax --steps 2000 --seed 0 --out runs/bb-softmax --resume  # continue\n"
+    "  sinkbench eval --model toy:runs/bb-softmax --corpus shakespeare --window 64      # the zoo loads it\n"
+    "\n"
+    "Writes run.json, task.json, tokenizer/, model.safetensors, optimizer.safetensors, checkpoints/,\n"
+    "curves.jsonl + curves.csv (one row per logged step) and results.json (tidy Results + provenance).")
 
-@command
-def _train(sub: argparse._SubParsersAction) -> None:
+
+def listing() -> str:
     from workbench.toy.model import VARIANTS
     from workbench.toy.tasks import TASKS
-    from workbench.toy.train import PRESETS
 
-    parser = _parser(
-        sub, "train",
-        "train a small transformer on CPU (Bigram-Backcopy of Guo et al. 2024, or character-level text) with one "
-        "attention variant, logging first-token attention, ||v_BOS||, ||resid_BOS|| and the task risks",
-        "  sinkbench train --task bigram-backcopy --attention softmax --steps 1000 --seed 0 --out runs/bb-softmax\n"
-        "  sinkbench train --attention relu --steps 1000 --seed 0 --out runs/bb-relu      # ~3 min on 2 cores\n"
-        "  sinkbench train --attention softmax --steps 2000 --seed 0 --out runs/bb-softmax --resume  # continue\n"
-        "  sinkbench eval --model toy:runs/bb-softmax --corpus shakespeare --window 64      # the zoo loads it\n"
-        "\n"
-        "Writes run.json, task.json, tokenizer/, model.safetensors, optimizer.safetensors, checkpoints/,\n"
-        "curves.jsonl + curves.csv (one row per logged step) and results.json (tidy Results + provenance).\n"
-        f"Attention variants: {', '.join(VARIANTS)}.\nTasks: {', '.join(TASKS)}.",
-    )
+    return f"\nAttention variants: {', '.join(VARIANTS)}.\nTasks: {', '.join(TASKS)}."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from workbench.toy.model import VARIANTS
+    from workbench.toy.tasks import TASKS
+    from workbench.toy.train import TOY_PRESETS
+
     parser.add_argument("--task", default="bigram-backcopy", help=f"one of: {', '.join(TASKS)} (default bigram-backcopy)")
     parser.add_argument("--attention", default="softmax",
                         help="; ".join(f"{v.name}: {v.formula}" for v in VARIANTS.values()) + " (default softmax)")
@@ -39,7 +43,7 @@ def _train(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--force", action="store_true", help="replace the run in --out (only its own files are removed)")
     size = parser.add_argument_group("size and optimisation (default: the preset)")
-    size.add_argument("--preset", default="default", help=f"one of: {', '.join(PRESETS)} (default default)")
+    size.add_argument("--preset", default="default", help=f"one of: {', '.join(TOY_PRESETS)} (default default)")
     size.add_argument("--corpus", default=None, help="corpus for the bigram statistics or the text (default shakespeare)")
     size.add_argument("--layers", dest="n_layers", type=int, default=None, help="transformer blocks (default 1)")
     size.add_argument("--heads", dest="n_heads", type=int, default=None, help="attention heads per block (default 1)")
@@ -56,10 +60,10 @@ def _train(sub: argparse._SubParsersAction) -> None:
                         help="torch CPU threads (default 1; 2 helps only on an otherwise idle machine)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--json", action="store_true", help="print the run's summary as JSON")
-    parser.set_defaults(func=_train_run)
+    parser.set_defaults(func=execute)
 
 
-def _train_run(args: argparse.Namespace) -> int:
+def execute(args: argparse.Namespace) -> int:
     from workbench.toy.model import VARIANTS
     from workbench.toy.tasks import check_task
     from workbench.toy.train import preset, read_curves, summarize, train
@@ -74,12 +78,12 @@ def _train_run(args: argparse.Namespace) -> int:
         n_layers=args.n_layers, n_heads=args.n_heads, d_model=args.d_model, positional=args.positional,
         gate=args.gate, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
         weight_decay=args.weight_decay, log_every=args.log_every, checkpoint_every=args.checkpoint_every)
+    log = sys.stderr if args.json else sys.stdout  # --json: stdout is only the JSON summary
     print(f"training {args.attention} on {train_cfg.task} ({train_cfg.corpus}): {model_cfg.n_layers} layer(s) x "
           f"{model_cfg.n_heads} head(s), d_model {model_cfg.d_model}, batch {train_cfg.batch_size} x "
-          f"{train_cfg.seq_len}, {train_cfg.steps} steps, seed {train_cfg.seed} -> {args.out}",
-          file=sys.stderr if args.json else sys.stdout)  # --json: stdout is only the JSON summary
+          f"{train_cfg.seq_len}, {train_cfg.steps} steps, seed {train_cfg.seed} -> {args.out}", file=log)
     train(args.out, model_cfg, train_cfg, resume=args.resume, force=args.force, threads=args.threads,
-          device=args.device, log=lambda line: print(line, file=sys.stderr if args.json else sys.stdout))
+          device=args.device, log=lambda line: print(line, file=log))
     summary = summarize(read_curves(args.out))
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -87,5 +91,5 @@ def _train_run(args: argparse.Namespace) -> int:
     for key, value in summary.items():
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         print(f"  {key:<36} {shown}")
-    print(f"wrote {args.out}/results.json; load it with workbench.models.load('toy:{args.out}')")
+    print(f"wrote {args.out}/results.json; load it with workbench.zoo.load('toy:{args.out}')")
     return 0
