@@ -19,10 +19,10 @@ import argparse
 import sys
 from types import ModuleType
 
-from workbench.cli import data, eval, figures, models, probe, run, stream, train, train_vit
+from workbench.cli import data, eval, explore, figures, models, probe, run, stream, train, train_vit
 from workbench.core.errors import WorkbenchError
 
-COMMANDS: list[ModuleType] = [models, data, eval, probe, run, figures, stream, train, train_vit]
+COMMANDS: list[ModuleType] = [models, data, eval, probe, run, figures, explore, stream, train, train_vit]
 
 
 class CommandParser(argparse.ArgumentParser):

@@ -10,6 +10,7 @@ import html
 import json
 from pathlib import Path
 
+from workbench.gallery.explorer import explorer_links
 from workbench.gallery.registry import recipes
 
 
@@ -27,6 +28,9 @@ def write_gallery(out: Path, figures: list[dict]) -> None:
     md = ["# Sink Workbench — figure gallery", "",
           "Each figure has its PNG, PDF, the CSV of exactly what it plots, and the Results (with provenance) "
           "it was drawn from.", ""]
+    links = explorer_links(out)  # attention explorer pages written under OUT/explore/ (`sinkbench explore`)
+    if links:
+        md += ["## Attention explorers", ""] + [f"- [{link['title']}]({link['href']})" for link in links] + [""]
     for f in items:
         md += [f"## {f['title']} (`{f['name']}`)", "", f"![{f['name']}]({f['png']})", "", f["caption"], "",
                f"[PDF]({f['pdf']}) · [plotted data (CSV)]({f['csv']}) · [Results + provenance]({f['data']})", ""]
@@ -36,6 +40,11 @@ def write_gallery(out: Path, figures: list[dict]) -> None:
         f"<a href='{f['png']}'><img src='{f['png']}' alt='{html.escape(f['name'])}'></a>"
         f"<p>{html.escape(f['caption'])}</p><p><a href='{f['pdf']}'>PDF</a> · <a href='{f['csv']}'>plotted data"
         f"</a> · <a href='{f['data']}'>Results + provenance</a></p></section>" for f in items)
+    if links:
+        explorers = "".join(
+            f"<li><a href='{html.escape(link['href'])}'>{html.escape(link['title'])}</a> ({link['sequences']} x "
+            f"{link['positions']} positions, {link['bytes'] / 1e6:.1f} MB)</li>" for link in links)
+        cards = f"<section><h2>Attention explorers</h2><ul>{explorers}</ul></section>" + cards
     (out / "index.html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>Sink Workbench figures</title><style>"
         "body{font-family:sans-serif;max-width:1000px;margin:auto;padding:1em}img{max-width:100%;"
