@@ -82,9 +82,10 @@ class WindowAttention(AttentionEdit):
         check_range("window-attention: n_sinks", self.n_sinks, 0, 1 << 30)
 
     def edit(self, pattern, ctx, layer, scores=None):
-        length = pattern.shape[-1]
-        q = torch.arange(length, device=pattern.device)[:, None]
-        k = torch.arange(length, device=pattern.device)[None, :]
+        block = ctx.query_block  # blockwise: the rows of this block; keys are every position
+        first = block.start + pattern.shape[-1] - block.n_queries  # a cache's keys come before the queries
+        q = torch.arange(first, first + block.size, device=pattern.device)[:, None]
+        k = torch.arange(pattern.shape[-1], device=pattern.device)[None, :]
         keep = (k < self.n_sinks) | (q - k < self.window)
         everything = torch.ones_like(ctx.queries)[:, None, :, None]
         return renormalise(pattern, pattern * keep, everything), None

@@ -64,8 +64,9 @@ def sink_means(model: Any, data: Any, layers: tuple[int, ...], positions: tuple[
         queries = batch.queries[:, None, :, None].double()
         entry["attention"] += (pattern * queries).sum(dim=(0, 2)).cpu()
         entry["queries"] += float(batch.queries.sum())
-        entry["value"] += t["attn.hook_v"].double()[:, list(positions)].sum(0).cpu()  # [P, kv, d]
-        entry["sequences"] += pattern.shape[0]
+        if batch.query_block.first:  # hook_v fires once per forward; blockwise, the pattern once per block
+            entry["value"] += t["attn.hook_v"].double()[:, list(positions)].sum(0).cpu()  # [P, kv, d]
+            entry["sequences"] += pattern.shape[0]
 
     probe_pass(model, data, gather(["attn.hook_pattern", "attn.hook_v"], compute), layers,
                SinkSpec("positions", positions), batch_size, progress, desc="first pass (means)")

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 import torch
 
 from interventions.protocol import Intervention
+from workbench import attention
 from workbench.core import sites
 from workbench.core.errors import InputError, InterventionError
 from workbench.core.modelinfo import info
@@ -41,7 +42,10 @@ from workbench.passes import Hook, PassContext
 
 def pattern_edits_flow(model: Any) -> bool:
     """Whether an edit at `hook_pattern` reaches the model's output on this adapter (checked once, by
-    zeroing layer 0's pattern on a short input, and remembered on the model)."""
+    zeroing layer 0's pattern on a short input, and remembered on the model). Inside
+    `workbench.attention.blockwise` the workbench computes the pattern itself, so edits always flow."""
+    if attention.active(model) is not None:
+        return True
     cached = getattr(model, "_sinkbench_pattern_edits_flow", None)
     if cached is not None:
         return cached
@@ -206,7 +210,8 @@ def _flowing_hooks(edit: AttentionEdit, model: Any, ctx: PassContext, layer: int
         ctx.scratch[key + ("scores",)] = select(tensor)
 
     def on_pattern(tensor: torch.Tensor, hook: Any) -> torch.Tensor | None:
-        new, extra = edit.edit(select(tensor), ctx, layer, ctx.scratch.pop(key + ("scores",), None))
+        # blockwise: tensor holds one block of query rows, and the edit sees them through ctx.for_block()
+        new, extra = edit.edit(select(tensor), ctx.for_block(), layer, ctx.scratch.pop(key + ("scores",), None))
         if extra is not None:
             _check_finite(extra, edit, f"layer {layer} (z term)")
             ctx.scratch[key + ("dz",)] = extra
@@ -343,14 +348,16 @@ class ValueEdit(Scoped):
                 return read
 
             def on_z(tensor: torch.Tensor, hook: Any, key: tuple = key) -> torch.Tensor:
-                delta_v = ctx.scratch.pop(key + ("dv",))
+                view = ctx.for_block()  # blockwise: z and the pattern hold one block of query rows
+                last = view.block is None or view.block.last  # hook_v fired once: keep dv until the last block
+                delta_v = ctx.scratch.pop(key + ("dv",)) if last else ctx.scratch[key + ("dv",)]
                 pattern = ctx.scratch.pop(key + ("pattern",), None)
                 if pattern is None:  # the adapter fires hook_pattern too late: rebuild it from q and k
                     pattern = torch.softmax(rebuild_scores(ctx.scratch.pop(key + ("q",)), ctx.scratch.pop(key + ("k",)),
                                                            model_info.causal), dim=-1)
                 delta_v = delta_v.repeat_interleave(group, dim=2) if group > 1 else delta_v  # [b, T, H, d]
                 # (query, head) pairs that must NOT see the new values: restore them
-                queries = torch.ones_like(ctx.queries) if self.all_queries else ctx.queries
+                queries = torch.ones_like(view.queries) if self.all_queries else view.queries
                 outside = ~(queries[:, :, None] & in_scope_head.to(tensor.device)[None, None, :])  # [b, q, H]
                 restore = torch.einsum("bhqk,bkhd->bqhd", pattern.float(), delta_v) * outside[..., None]
                 out_tensor = tensor.clone()

@@ -10,6 +10,11 @@ queries in scope, the prepared state of an intervention and a scratch dict share
 pass (inside a block hook_v fires before hook_pattern, which fires before hook_z). The model is called
 on `data.model_inputs(index, tokens)`: the tokens for text, the pixels for an image set (whose tokens
 are the kinds of its positions, workbench.core.positions).
+
+Long inputs run blockwise (workbench.attention): `hook_attn_scores`, `hook_pattern` and `hook_z` then fire
+once per block of query rows. Readers and edits receive `ctx.for_block()`, whose `queries` are the rows of
+the block now running and whose `block` says where they sit (start, stop, n_queries); keys are always
+every position, so `sink` and `tokens` stay whole.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 import torch
 
+from workbench import attention
 from workbench.core import sites
 from workbench.core.errors import InputError, check_range
 from workbench.core.modelinfo import info
@@ -42,7 +48,9 @@ class PassContext:
       (on a causal model every query after the first sink position; see workbench.core.sites.query_mask);
     - `state`: what an intervention's `prepare` computed for this run (None for probes);
     - `scratch`: a dict shared by every hook of the forward pass;
-    - `index`: the dataset sequence of each row; `inputs`: what the model is called on.
+    - `index`: the dataset sequence of each row; `inputs`: what the model is called on;
+    - `block`: in the view `for_block()` hands to block hooks, the query rows they hold
+      (workbench.attention.QueryBlock); None on the context itself (`query_block` then is every query).
     """
 
     model: Any
@@ -54,6 +62,20 @@ class PassContext:
     scratch: dict = dataclasses.field(default_factory=dict)
     index: list[int] = dataclasses.field(default_factory=list)
     inputs: Any = None
+    block: Any = None
+
+    @property
+    def query_block(self) -> attention.QueryBlock:
+        """The query rows this context's `queries` cover: a block's, or all of them."""
+        return self.block or attention.QueryBlock.whole(self.queries.shape[1])
+
+    def for_block(self) -> PassContext:
+        """This context as the hooks of the running query block see it: `queries` cut to the block's rows and
+        `block` set (the same tokens, sink keys, state and scratch). On the full path: the context itself."""
+        block = attention.current_block()
+        if block is None or self.block is not None or block.n_queries != self.queries.shape[1]:
+            return self
+        return dataclasses.replace(self, queries=block.take(self.queries), block=block)
 
     @classmethod
     def of(cls, model: Any, tokens: torch.Tensor, sink: Any = "bos", state: Any = None, auto_positions: Any = None,
@@ -112,8 +134,10 @@ def batches(model: Any, data: Any, batch_size: int = 8, sink: Any = None,
 
 
 def forward(model: Any, inputs: Any, hooks: Sequence[Hook] = (), stop_at_layer: int | None = None) -> Any:
-    """One forward pass under `hooks` (removed afterwards); bridges can stop after a block."""
-    with model.hooks(fwd_hooks=list(hooks)):
+    """One forward pass under `hooks` (removed afterwards); bridges can stop after a block. The attention runs
+    the full path while its pattern fits the budget and blockwise otherwise (workbench.attention.plan), unless
+    the caller opened `attention.blockwise(model, ...)` around it."""
+    with attention.path(model, inputs), model.hooks(fwd_hooks=list(hooks)):
         if stop_at_layer is not None:
             return model.run_with_hooks(inputs, fwd_hooks=[], stop_at_layer=stop_at_layer)
         return model(inputs)
@@ -154,7 +178,7 @@ def probe_pass(model: Any, data: Any, readers: Sequence[tuple[str, Reader]], lay
 def _reader(fn: Reader, layer: int, ctx: PassContext, fired: set[str], name: str):
     def hook_fn(tensor: torch.Tensor, hook: Any) -> None:
         fired.add(name)  # the name asked for: hook.name may be the canonical one behind an alias
-        fn(layer, tensor.detach(), ctx)
+        fn(layer, tensor.detach(), ctx.for_block())
     return hook_fn
 
 
@@ -170,13 +194,22 @@ def _stop_layer(model: Any, layers: list[int]) -> int | None:
 def gather(suffixes: Sequence[str], compute: Callable[[int, dict[str, torch.Tensor], PassContext], None]) -> list:
     """Readers that collect several activations of one layer and call `compute(layer, tensors, ctx)`
     once all have fired, whatever order the adapter fires them in (BERT fires hook_z before its
-    post-hoc hook_pattern), then drop them so memory holds one layer at a time."""
+    post-hoc hook_pattern), then drop them so memory holds one layer at a time. Blockwise, the hooks of
+    `attention.BLOCK_SUFFIXES` fire once per query block and the others once per forward: `compute` runs
+    once per block, with the block's tensors and the whole-pass ones, which are dropped after the last block."""
+    per_block = [s for s in suffixes if s in attention.BLOCK_SUFFIXES]
+
     def make(suffix: str) -> Reader:
         def read(layer: int, tensor: torch.Tensor, ctx: PassContext) -> None:
             slot = ctx.scratch.setdefault(("gather", layer), {})
             slot[suffix] = tensor
             if len(slot) == len(suffixes):
-                del ctx.scratch[("gather", layer)]
-                compute(layer, slot, ctx)
+                if ctx.block is None or ctx.block.last or not per_block:
+                    del ctx.scratch[("gather", layer)]
+                    compute(layer, slot, ctx)
+                else:
+                    compute(layer, dict(slot), ctx)
+                    for name in per_block:
+                        del slot[name]
         return read
     return [(suffix, make(suffix)) for suffix in suffixes]

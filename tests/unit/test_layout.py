@@ -14,6 +14,9 @@ FORBIDDEN = [
     ("workbench.core", "workbench.", "the ground floor imports nothing above it"),
     ("workbench.core", "interventions", "the ground floor imports nothing above it"),
     ("workbench.zoo", "workbench.toy", "the zoo imports no family: toy registers its loader"),
+    *[("workbench.attention", above, "the attention path stands on the ground floor (workbench.core) only")
+      for above in ("workbench.passes", "workbench.zoo", "workbench.probes", "workbench.experiment",
+                    "workbench.streaming", "workbench.toy", "workbench.vision", "workbench.cli", "interventions")],
     ("workbench.zoo", "workbench.vision", "the zoo imports no family: vision registers its loaders"),
     ("workbench.probes", "interventions", "probes are read-only: they never import the catalogue"),
     ("workbench.probes", "workbench.experiment", "probes never import the runner"),

@@ -50,11 +50,12 @@ from workbench.probes._engine import expand_kv, per_head_rows, w_o
 _EPS = 1e-12
 
 
-def _visible(length: int, causal: bool, device: Any) -> torch.Tensor:
-    """[q, k] bool: key k visible to query q."""
+def _visible(length: int, causal: bool, device: Any, rows: slice = slice(None)) -> torch.Tensor:
+    """[q, k] bool: key k visible to query q, for the query rows `rows` (a block's; default all)."""
+    queries = torch.arange(length, device=device)[rows]
     if causal:
-        return torch.ones(length, length, dtype=torch.bool, device=device).tril()
-    return torch.ones(length, length, dtype=torch.bool, device=device)
+        return torch.arange(length, device=device)[None, :] <= queries[:, None]
+    return torch.ones(len(queries), length, dtype=torch.bool, device=device)
 
 
 def norms(model: Any, data: Dataset, sink: Any = "bos", layers: Any = None, batch_size: int = 8,
@@ -84,7 +85,8 @@ def norms(model: Any, data: Dataset, sink: Any = "bos", layers: Any = None, batc
         counts[metric][slot[layer]] += float(per_head[0])
 
     def compute(layer: int, t: dict[str, torch.Tensor], batch: PassContext) -> None:
-        pattern = t["attn.hook_pattern"].float()  # [b, h, q, k]
+        pattern = t["attn.hook_pattern"].float()  # [b, h, q, k]; blockwise: q = this block's rows
+        block = batch.query_block
         value = expand_kv(t["attn.hook_v"].float(), model_info.n_heads)  # [b, k, h, d_head]
         f = torch.einsum("bkhd,hdm->bhkm", value, w_o(model, layer).float())  # [b, h, k, d_model]
         fnorm = f.norm(dim=-1)  # [b, h, k]
@@ -92,11 +94,12 @@ def norms(model: Any, data: Dataset, sink: Any = "bos", layers: Any = None, batc
         other = ~sink
         queries = batch.queries[:, None, :]  # [b, 1, q]
         length = pattern.shape[-1]
-        visible = _visible(length, model_info.causal, pattern.device)[None, None]  # [1, 1, q, k]
-        add(layer, "value_norm_sink", value.norm(dim=-1).transpose(1, 2), sink)
-        add(layer, "value_norm_other", value.norm(dim=-1).transpose(1, 2), other)
-        add(layer, "fnorm_sink", fnorm, sink)
-        add(layer, "fnorm_other", fnorm, other)
+        visible = _visible(length, model_info.causal, pattern.device, block.rows)[None, None]  # [1, 1, q, k]
+        if block.first:  # per-key metrics: once per forward, not once per block
+            add(layer, "value_norm_sink", value.norm(dim=-1).transpose(1, 2), sink)
+            add(layer, "value_norm_other", value.norm(dim=-1).transpose(1, 2), other)
+            add(layer, "fnorm_sink", fnorm, sink)
+            add(layer, "fnorm_other", fnorm, other)
         sink_pattern = pattern * sink[:, :, None, :]  # [b, h, q, k]
         written = torch.einsum("bhqk,bhkm->bhqm", sink_pattern, f).norm(dim=-1)  # [b, h, q]
         add(layer, "written_norm_sink", written, queries)
@@ -107,10 +110,11 @@ def norms(model: Any, data: Dataset, sink: Any = "bos", layers: Any = None, batc
         share = (weighted * sink[:, :, None, :]).sum(-1) / weighted.sum(-1).clamp_min(_EPS)
         add(layer, "contribution_share_sink", share, queries)
         key = expand_kv(t[k_name].float(), model_info.n_heads).transpose(1, 2)  # [b, h, k, d_head]
-        query = t[q_name].float()
+        query = block.take(t[q_name].float(), dim=1)  # hook_q fires once on every query: this block's rows
         query = (expand_kv(query, model_info.n_heads) if query.shape[2] != model_info.n_heads else query).transpose(1, 2)
-        add(layer, "key_norm_sink", key.norm(dim=-1), sink)
-        add(layer, "key_norm_other", key.norm(dim=-1), other)
+        if block.first:
+            add(layer, "key_norm_sink", key.norm(dim=-1), sink)
+            add(layer, "key_norm_other", key.norm(dim=-1), other)
         cosine = torch.einsum("bhqd,bhkd->bhqk", torch.nn.functional.normalize(query, dim=-1),
                               torch.nn.functional.normalize(key, dim=-1))
         add(layer, "qk_cosine_sink", (cosine * sink[:, :, None, :]).sum(-1) / sink.sum(-1, keepdim=True), queries)
@@ -168,17 +172,20 @@ def implicit_bias(model: Any, data: Dataset, sink: Any = "bos", layers: Any = No
         ratio = term.norm(dim=-1) / head_out.clamp_min(_EPS)
         share[i] += (ratio * batch.queries[:, :, None]).sum(dim=(0, 1)).double().cpu()
         # the null: the first non-sink key, whose value depends on the input
-        positions = torch.arange(pattern.shape[-1], device=pattern.device)
+        block = batch.query_block  # blockwise: the pattern, z and queries hold this block's rows
+        positions = torch.arange(pattern.shape[-1], device=pattern.device)  # key positions
+        query_positions = positions[block.rows]
         first_other = torch.where(~batch.sink, positions, pattern.shape[-1]).min(dim=1).values  # [b]
         rows = torch.arange(pattern.shape[0], device=pattern.device)
         null_weight = pattern[rows, :, :, first_other]  # [b, h, q]
         null_value = value[rows, first_other]  # [b, h, d_head]
         null_term = torch.einsum("bhq,bhd,hdm->bqhm", null_weight, null_value, out_proj)
-        null_queries = batch.queries & (positions[None, :] > first_other[:, None]) if model_info.causal else \
-            batch.queries & (positions[None, :] != first_other[:, None])
+        null_queries = batch.queries & (query_positions[None, :] > first_other[:, None]) if model_info.causal else \
+            batch.queries & (query_positions[None, :] != first_other[:, None])
         accumulate("null", i, null_term, null_queries)
-        first_sink = torch.where(batch.sink, positions, pattern.shape[-1]).min(dim=1).values
-        sink_values[i].append(raw_value[rows, first_sink].cpu())  # [b, kv, d_head]
+        if block.first:  # hook_v fires once per forward
+            first_sink = torch.where(batch.sink, positions, pattern.shape[-1]).min(dim=1).values
+            sink_values[i].append(raw_value[rows, first_sink].cpu())  # [b, kv, d_head]
 
     readers = gather(["attn.hook_v", "attn.hook_pattern", "attn.hook_z"], compute)
     probe_pass(model, data, readers, layer_ids, spec, batch_size, progress, desc="implicit bias", hooks=hooks)

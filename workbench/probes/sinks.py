@@ -72,7 +72,8 @@ def sinks(model: Any, data: Dataset, sink: Any = "bos", eps: Iterable[float] = D
     auto_positions = detect_sinks(model, data, spec.eps, batch_size, progress) if spec.kind == "auto" else None
     n_layers, n_heads = len(layer_ids), model_info.n_heads
     slot = {layer: i for i, layer in enumerate(layer_ids)}
-    per_sequence = torch.zeros(len(data), n_layers, n_heads, dtype=torch.float64)
+    per_sequence = torch.zeros(len(data), n_layers, n_heads, dtype=torch.float64)  # sum over queries, then mean
+    per_sequence_queries = torch.zeros(len(data), n_layers, 1, dtype=torch.float64)
     sums = torch.zeros(n_layers, n_heads, dtype=torch.float64)
     counts = torch.zeros(n_layers, dtype=torch.float64)
     last = torch.zeros(n_layers, n_heads, dtype=torch.float64)
@@ -81,26 +82,30 @@ def sinks(model: Any, data: Dataset, sink: Any = "bos", eps: Iterable[float] = D
 
     def on_pattern(layer: int, pattern: torch.Tensor, batch: PassContext) -> None:
         i = slot[layer]
+        block = batch.query_block  # blockwise: this block's query rows (batch.queries is cut to them)
         mass = (pattern.float() * batch.sink[:, None, None, :]).sum(-1)  # [b, h, q]
         queries = batch.queries[:, None, :].float()  # [b, 1, q]
         seen = (mass * queries).sum(-1).double()  # [b, h]
-        n_queries = queries.sum(-1).double()  # [b, 1]; > 0 unless skip_missing (then the row is NaN)
-        per_sequence[batch.index, i] = (seen / n_queries).cpu()
+        n_queries = queries.sum(-1).double()  # [b, 1]
+        per_sequence[batch.index, i] += seen.cpu()
+        per_sequence_queries[batch.index, i] += n_queries.cpu()
         sums[i] += seen.sum(0).cpu()
         counts[i] += n_queries.sum().cpu()
-        last[i] += mass[:, :, -1].double().sum(0).cpu()
-        n_last[i] += mass.shape[0]
+        if block.last:
+            last[i] += mass[:, :, -1].double().sum(0).cpu()
+            n_last[i] += mass.shape[0]
         if i == 0:
             visible_sinks = torch.cumsum(batch.sink.float(), dim=1) if model_info.causal else \
                 batch.sink.float().sum(1, keepdim=True).expand_as(batch.sink)
             share = visible_sinks / visible_keys(batch.sink.shape[1], model_info.causal, batch.sink.device)
-            uniform["sum"] += float((share.nan_to_num() * batch.queries).sum())
+            uniform["sum"] += float((share[:, block.rows].nan_to_num() * batch.queries).sum())
             uniform["count"] += float(batch.queries.sum())
 
     probe_pass(model, data, [("attn.hook_pattern", on_pattern)], layer_ids, spec, batch_size, progress,
                desc="sinks", auto_positions=auto_positions, skip_missing=skip_missing, hooks=hooks)
     if counts[0] == 0:
         raise InputError(f"sink {spec.label} occurs in none of the {len(data)} sequences (or no query sees it)")
+    per_sequence /= per_sequence_queries  # 0 / 0 = NaN where no query sees the sink (skip_missing)
     score = sums / counts[:, None]
     seen_sequences = int((~per_sequence[:, 0, 0].isnan()).sum())
     metric = sink_metric_name(spec)
@@ -149,9 +154,12 @@ def _received_attention(model: Any, data: Dataset, batch_size: int, progress: bo
              "count": torch.zeros(length, dtype=torch.float64)}
 
     def on_pattern(layer: int, pattern: torch.Tensor, batch: PassContext) -> None:
-        received = pattern.float().sum(dim=(1, 2)) - torch.diagonal(pattern.float(), dim1=-2, dim2=-1).sum(1)
+        block = batch.query_block  # blockwise: query q = block.start + row, so the diagonal is offset
+        own = torch.diagonal(pattern.float(), offset=block.start, dim1=-2, dim2=-1).sum(1)  # [b, B]: A[q, q]
+        received = pattern.float().sum(dim=(1, 2))
+        received[:, block.rows] -= own
         total["sum"][layer] += received.double().sum(0).cpu() / model_info.n_heads
-        if layer == 0:
+        if layer == 0 and block.first:
             seen_by = (length - 1 - torch.arange(length)) if model_info.causal else torch.full((length,), length - 1)
             total["count"] += seen_by.double() * pattern.shape[0]
 
@@ -186,7 +194,9 @@ def sink_tokens(model: Any, data: Dataset, layers: Any = None, top: int = 20, mi
 
     def on_pattern(layer: int, pattern: torch.Tensor, batch: PassContext) -> None:
         weights = pattern.float()
-        received = weights.sum(dim=(1, 2)) - torch.diagonal(weights, dim1=-2, dim2=-1).sum(1)  # [b, k]
+        block = batch.query_block  # blockwise: query q = block.start + row, so the diagonal is offset
+        received = weights.sum(dim=(1, 2))  # [b, k]
+        received[:, block.rows] -= torch.diagonal(weights, offset=block.start, dim1=-2, dim2=-1).sum(1)
         batch.scratch["received"] = batch.scratch.get("received", 0) + received / model_info.n_heads
 
     def after(batch: PassContext) -> None:
@@ -268,7 +278,8 @@ def attention_maps(model: Any, data: Dataset, layers: Any = None, heads: Any = N
     slot = {layer: i for i, layer in enumerate(layer_ids)}
 
     def on_pattern(layer: int, pattern: torch.Tensor, batch: PassContext) -> None:
-        total[slot[layer]] += pattern[:, list(head_ids)].double().sum(0).cpu()
+        rows = batch.query_block.rows  # blockwise: this block's query rows
+        total[slot[layer], :, rows] += pattern[:, list(head_ids)].double().sum(0).cpu()
 
     probe_pass(model, data, [("attn.hook_pattern", on_pattern)], layer_ids, SinkSpec(), batch_size, progress,
                desc="attention maps", hooks=hooks)

@@ -1,0 +1,167 @@
+"""Memory and speed of `probe sinks` at long context, full pattern vs blockwise attention (issue 14).
+
+    .venv/bin/python bench/long_context.py                              # T = 512 .. 8192 on smollm2-135m
+    .venv/bin/python bench/long_context.py --lengths 512,1024 --modes blockwise --threads 2
+
+Every point runs in a fresh process (peak RSS is a process-wide high-water mark): load the model, one
+window of T tokens, then `probes.sinks` on the full path (the attention budget raised so that the plan keeps
+it) or inside `attention.blockwise(model)` (B chosen from the budget). Reported per point: peak RSS of the
+whole process, its increment over the loaded model, wall time, tokens/s and the share of the wall time
+spent inside the attention modules (a 16-token warm-up pass runs before the measurement, so first-call
+allocations do not count as growth). The growth exponent is the least-squares slope of log(peak RSS) and of
+log(increment) against log(T) (full attention ~2, linear memory ~1 or below). Targets (issue 14):
+blockwise peak RSS <= 2.5 GB at T = 8192 and exponent <= 1.2; at T = 512 blockwise within 1.3x of full.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+OUT = Path(__file__).parent / "results"
+
+
+def _peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _current_rss_mb() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _reset_peak_rss() -> None:
+    """Reset the kernel's high-water mark (VmHWM) to the current RSS (Linux: write 5 to clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def child(mode: str, length: int, model_name: str, threads: int) -> dict:
+    """One point in this (fresh) process."""
+    if mode == "full":
+        os.environ["SINKBENCH_ATTENTION_BUDGET"] = "1T"  # the plan keeps the full path however large it is
+    os.environ.setdefault("SINKBENCH_PROGRESS", "0")
+    import contextlib
+    import gc
+
+    import torch
+
+    import workbench  # noqa: F401  (offline environment first)
+    from workbench import attention, probes, zoo
+    from workbench.core import data
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = zoo.load(model_name)
+    try:
+        dataset = data.corpus_windows(model, "austen", window=length, n_windows=1)
+        source = "austen"
+    except Exception:  # no corpus in this cache: random tokens measure the same memory
+        dataset = data.control_prompts(model, "random", window=length, n=1, seed=0)
+        source = "random"
+    attention_seconds = [0.0]
+    started_at: dict[int, float] = {}
+    handles = []
+    for i, block in enumerate(model.blocks):
+        handles.append(block.attn.register_forward_pre_hook(lambda *a, i=i: started_at.__setitem__(i, time.perf_counter())))
+        handles.append(block.attn.register_forward_hook(
+            lambda *a, i=i: attention_seconds.__setitem__(0, attention_seconds[0] + time.perf_counter() - started_at[i])))
+    warmup = data.control_prompts(model, "random", window=16, n=1, seed=0)
+    with attention.blockwise(model) if mode == "blockwise" else contextlib.nullcontext():
+        probes.sinks(model, warmup, progress=False, batch_size=1)  # first-call allocations are not the T curve
+    gc.collect()
+    loaded = _current_rss_mb()
+    _reset_peak_rss()
+    context = attention.blockwise(model) if mode == "blockwise" else contextlib.nullcontext()
+    started = time.perf_counter()
+    with context as run:
+        result = probes.sinks(model, dataset, progress=False, batch_size=1)
+    wall = time.perf_counter() - started
+    for handle in handles:
+        handle.remove()
+    return {"mode": mode, "T": length, "model": model_name, "data": source, "threads": threads,
+            "loaded_rss_mb": round(loaded, 1), "peak_rss_mb": round(_peak_rss_mb(), 1),
+            "increment_mb": round(_peak_rss_mb() - loaded, 1), "wall_s": round(wall, 3),
+            "tokens_per_s": round(length / wall, 1), "attention_share": round(attention_seconds[0] / wall, 3),
+            "block": getattr(run, "largest_block", None), "n_blocks": getattr(run, "n_blocks", None),
+            "full_pattern_estimate_mb": round(attention.full_pattern_bytes(model, 1, length) / 2**20, 1),
+            "sink_ratio_0.3": result.value("sink_ratio", eps=0.3, layer=None)}
+
+
+def slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of log(y) against log(x)."""
+    pairs = [(math.log(x), math.log(y)) for x, y in points if x > 0 and y > 0]
+    if len(pairs) < 2:
+        return None
+    mx = sum(p[0] for p in pairs) / len(pairs)
+    my = sum(p[1] for p in pairs) / len(pairs)
+    den = sum((p[0] - mx) ** 2 for p in pairs)
+    return sum((p[0] - mx) * (p[1] - my) for p in pairs) / den
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "T"), help=argparse.SUPPRESS)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--lengths", default="512,1024,2048,4096,8192")
+    parser.add_argument("--modes", default="full,blockwise")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per point")
+    parser.add_argument("--out", default=str(OUT / "long_context.json"))
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child[0], int(args.child[1]), args.model, args.threads)))
+        return
+    lengths = [int(t) for t in args.lengths.split(",")]
+    modes = args.modes.split(",")
+    points = []
+    for length in lengths:
+        for mode in modes:
+            done = subprocess.run([sys.executable, __file__, "--child", mode, str(length), "--model", args.model,
+                                   "--threads", str(args.threads)], capture_output=True, text=True,
+                                  timeout=args.timeout, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+            if done.returncode != 0:
+                print(f"{mode} T={length}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+                continue
+            point = json.loads(done.stdout.strip().splitlines()[-1])
+            points.append(point)
+            print(f"{mode:9s} T={length:5d}  peak {point['peak_rss_mb']:8.1f} MB  (+{point['increment_mb']:7.1f})  "
+                  f"{point['tokens_per_s']:8.1f} tok/s  attention {100 * point['attention_share']:4.1f} %  "
+                  f"block {point['block']}", flush=True)
+    summary = {}
+    for mode in modes:
+        mine = [p for p in points if p["mode"] == mode]
+        summary[mode] = {"exponent_peak_rss": slope([(p["T"], p["peak_rss_mb"]) for p in mine]),
+                         "exponent_increment": slope([(p["T"], p["increment_mb"]) for p in mine])}
+    by = {(p["mode"], p["T"]): p for p in points}
+    ratios = {t: by[("blockwise", t)]["wall_s"] / by[("full", t)]["wall_s"] for t in lengths
+              if ("blockwise", t) in by and ("full", t) in by}
+    for mode, fit in summary.items():
+        print(f"{mode}: growth exponent of peak RSS {fit['exponent_peak_rss']}, of its increment "
+              f"{fit['exponent_increment']}")
+    for t, ratio in ratios.items():
+        print(f"T={t}: blockwise / full wall time {ratio:.2f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import platform
+
+    out.write_text(json.dumps({"points": points, "fit": summary, "time_ratio_blockwise_to_full": ratios,
+                               "command": " ".join(sys.argv), "machine": {"cpus": os.cpu_count(),
+                               "load_average": os.getloadavg(), "python": platform.python_version()}}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
