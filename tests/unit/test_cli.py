@@ -111,3 +111,41 @@ def test_bad_input_is_one_line_not_a_traceback(args, message, capsys):
     assert code == 2
     assert "Traceback" not in err
     assert err.startswith("sinkbench: error:") and message in err
+
+
+def test_one_sequence_has_no_interval_and_says_so(tmp_path, capsys):
+    # one sequence: nothing to bootstrap, so the intervals are NaN and the summary prints n/a (issue 13, defect 1)
+    assert cli.main(["eval", "--model", "tiny-llama", "--window", "32", "--n-windows", "1"]) == 0
+    assert "loss        " in (out := capsys.readouterr().out) and "(95% CI n/a, 31 tokens)" in out
+    one = tmp_path / "one.txt"
+    one.write_text("a")  # one token after BOS
+    assert cli.main(["run", "--model", "tiny-llama", "--text-file", str(one), "-i", "mask-sink"]) == 0
+    assert re.search(r"mask-sink .* \[n/a\]", capsys.readouterr().out)
+
+
+def test_a_finished_output_is_kept_and_force_recomputes_it(tmp_path, capsys, monkeypatch):
+    from workbench.experiment.spec import RunSpec
+
+    out = tmp_path / "r.json"
+    argv = ["run", "--model", "tiny-llama", "--window", "16", "--n-windows", "2", "-i", "mask-sink", "--json", str(out)]
+    assert cli.main(argv) == 0 and f"wrote 5 rows to {out}" in capsys.readouterr().out
+    assert cli.main(argv) == 0 and f"kept {out}: it holds these 5 rows already" in capsys.readouterr().out
+    forced = []
+    execute = RunSpec.execute
+    monkeypatch.setattr(RunSpec, "execute", lambda self, **kw: forced.append(kw["force"]) or execute(self, **kw))
+    assert cli.main([*argv, "--force"]) == 0 and f"wrote 5 rows to {out}" in capsys.readouterr().out
+    assert forced == [True]
+
+
+def test_help_and_argument_errors_import_no_torch():
+    # start-up (issue 13): every --help but run's (its catalogue is torch code) answers without the heavy stack
+    names = [command.NAME for command in cli.COMMANDS if command.NAME != "run"]
+    script = ("import sys, contextlib, io\nfrom workbench import cli\n"
+              f"for argv in [[n, '--help'] for n in {names!r}] + [['probe', 'nope'], ['train', '--steps', 'x']]:\n"
+              "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+              "        try: cli.main(argv)\n"
+              "        except SystemExit: pass\n"
+              "print(sorted({'torch', 'transformers', 'transformer_lens', 'pandas'} & set(sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

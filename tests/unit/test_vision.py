@@ -2,8 +2,6 @@
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -365,6 +363,38 @@ def test_images_of_the_wrong_shape_are_refused(vit, images, message):
         vision.image_set(vit, images)
 
 
+def test_image_files_that_are_not_images_are_one_error(vit, tmp_path):
+    good = np.zeros((2, 16, 16, 3), np.uint8)
+    np.savez(tmp_path / "ok.npz", images=good)
+    files = {"garbage.npz": b"\x00\x01\xff not an archive", "garbage.npy": b"\x89PNG\r\n\x1a\n garbage",
+             "truncated.npz": (tmp_path / "ok.npz").read_bytes()[:200]}
+    for name, blob in files.items():
+        (tmp_path / name).write_bytes(blob)
+        with pytest.raises(InputError, match=f"{name} is not a readable"):
+            vision.image_set(vit, tmp_path / name)
+    np.save(tmp_path / "words.npy", np.array(["a", "b"]))
+    with pytest.raises(InputError, match="images must be numbers"):
+        vision.image_set(vit, tmp_path / "words.npy")
+    np.save(tmp_path / "one-array.npz.npy", good)
+    (tmp_path / "one-array.npz.npy").rename(tmp_path / "one-array.npz")  # an .npy under an .npz name: still read
+    assert len(vision.image_set(vit, tmp_path / "one-array.npz")) == 2
+
+
+def test_high_norm_thresholds_and_training_floats_refuse_nan():
+    for value in (float("nan"), float("inf"), 0.0, -1.0):
+        with pytest.raises(InputError, match="threshold"):
+            vision.HighNormRule("abs", value)
+    with pytest.raises(InputError, match="top:K needs an integer"):
+        vision.HighNormRule("top", 1.5)
+    with pytest.raises(InputError, match="unknown high-norm rule kind"):
+        vision.HighNormRule("biggest", 1.0)
+    assert vision.HighNormRule.parse("ratio:3@4") == vision.HighNormRule("ratio", 3.0, 4)
+    for field, value in (("lr", float("nan")), ("lr", 0.0), ("weight_decay", float("nan")), ("noise", float("nan")),
+                         ("noise", -0.1)):
+        with pytest.raises(InputError, match="learning rate|weight decay|pixel noise"):
+            dataclasses.replace(TINY_TRAINING, **{field: value}).validate()
+
+
 @pytest.mark.parametrize("sink, message", [
     ("reg:2", r"tiny-vit-reg has 2 register tokens: allowed reg:0\.\.reg:1"),
     ("patch:4,0", r"sink patch \(4, 0\) is outside the 4 x 4 patch grid of tiny-vit-reg: rows 0\.\.3"),
@@ -406,7 +436,7 @@ def test_cli_trains_probes_and_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert cli.main(["run", "--model", "tiny-vit-reg", "--n-images", "4", "--high-norm", "top:1",
                      "-i", "mask-sink:sink=top-norm", "-i", "test-time-register"]) == 0
     assert "accuracy" in capsys.readouterr().out
-    out = subprocess.run([sys.executable, "-m", "workbench.cli", "train-vit", "--out", str(tmp_path / "v"),
-                          "--registers", "99"], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert out.stderr.startswith("sinkbench: error: register count 99 is not allowed: use an integer in 0..64")
+    assert cli.main(["train-vit", "--out", str(tmp_path / "v"), "--registers", "99"]) == 2  # as `-m workbench.cli`
+    err = capsys.readouterr().err
+    assert err.startswith("sinkbench: error: register count 99 is not allowed: use an integer in 0..64")
+    assert err.count("\n") == 1 and not (tmp_path / "v").exists()

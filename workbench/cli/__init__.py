@@ -7,7 +7,8 @@ One module per subcommand, listed in `COMMANDS`. Each holds NAME, SUMMARY (its l
 EXAMPLE (the end of its own --help), `add_arguments(parser)`, which also sets `func` (the function that runs
 the command), and optionally `listing()`: what a registry holds (the probes, the catalogue), appended to its
 --help. Errors the user can fix are printed as one line (`sinkbench: error: ...`, exit status 2), never as a
-traceback.
+traceback: a bad argument (`OneLineParser`), a WorkbenchError, and an OSError of the file system (a full disk,
+a permission) that no check could foresee. Outputs and devices are checked before any model is loaded.
 
 Start-up: a subcommand's arguments are added only when it is the one parsed, its listing only when its help
 is printed, and torch, transformers and pandas are imported only inside the functions that run a command.
@@ -20,12 +21,13 @@ import sys
 from types import ModuleType
 
 from workbench.cli import data, eval, explore, figures, models, probe, run, stream, train, train_vit
+from workbench.cli.common import OneLineParser
 from workbench.core.errors import WorkbenchError
 
 COMMANDS: list[ModuleType] = [models, data, eval, probe, run, figures, explore, stream, train, train_vit]
 
 
-class CommandParser(argparse.ArgumentParser):
+class CommandParser(OneLineParser):
     """A subcommand's parser that adds its arguments when first used and its listing when help is printed."""
 
     def __init__(self, *args, command: ModuleType | None = None, **kwargs) -> None:
@@ -57,7 +59,7 @@ class CommandParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The `sinkbench` parser; each subcommand's options are added when that subcommand is parsed."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="sinkbench",
         description="Sink Workbench: measure attention sinks, intervene on them through TransformerLens hooks, "
                     "and turn every result into a figure.",
@@ -83,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except WorkbenchError as exc:
         print(f"sinkbench: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system refused (a full disk, a permission changed mid-run): the user's to fix
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"sinkbench: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sinkbench: interrupted (finished units of a sweep are kept; rerun to resume)", file=sys.stderr)

@@ -7,10 +7,84 @@ while the parser is built, so `--help` and argument errors answer at once.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from workbench.core.errors import InputError
+from workbench.core.errors import InputError, check_number
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument error is one line on stderr (`sinkbench eval: error: argument --window: ...`), exit 2,
+    like every other error the user can fix; argparse's default prints the whole usage first."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
+def integer(low: int = 0) -> Callable[[str], int]:
+    """An argparse type: an integer >= low (`--window 1.5`, `--top -1`, `--steps nan`: one line naming it)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer (allowed: >= {low})") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: allowed >= {low}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def number(low: float | None = None, high: float | None = None, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in the interval (NaN and inf are refused: `--lr nan` would train
+    nothing, `--abs-threshold nan` flag nothing, silently)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        try:
+            return check_number("value", value, low, high, low_open=low_open)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("value = ")) from None
+    parse.__name__ = "number"
+    return parse
+
+
+def check_output_dir(path: Path, what: str = "--out") -> Path:
+    """Refuse a directory that cannot be written before any work is done: `path` a file, or its nearest
+    existing ancestor a file or not writable (a read-only mount refuses even root). Creates nothing."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{what} {path} is a file, not a directory")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{what} {path} cannot be created: {existing} is a file")
+    for directory in {existing, path.parent if path.exists() else existing}:
+        if directory.exists() and not os.access(directory, os.W_OK | os.X_OK):
+            raise InputError(f"{what} {path} is not writable ({directory} is read-only); choose another directory")
+    return path
+
+
+def check_outputs(*paths: Path | None) -> None:
+    """Check every given Results output path (format, directory, writable) before the model is loaded."""
+    from workbench.core.results import check_output_path
+
+    for path in paths:
+        if path is not None:
+            check_output_path(path)
+
+
+def interval(low: float | None, high: float | None, sep: str = "..") -> str:
+    """'0.1234..0.5678', or 'n/a' when there is no interval (one sequence: nothing to bootstrap)."""
+    if low is None or high is None or low != low or high != high:
+        return "n/a"
+    return f"{low:.4f}{sep}{high:.4f}"
 
 
 def add_model_arg(parser: argparse.ArgumentParser) -> None:
@@ -39,18 +113,18 @@ def add_data_args(parser: argparse.ArgumentParser, window: int = 128, n_windows:
     group.add_argument("--corpus", default=DEFAULT_CORPUS, choices=list(CORPORA),
                        help=f"bundled corpus for natural text (default {DEFAULT_CORPUS})")
     group.add_argument("--document", default=None, help="take windows from one document (title substring)")
-    group.add_argument("--window", type=int, default=window, help=f"tokens per sequence T (default {window})")
-    group.add_argument("--n-windows", type=int, default=n_windows,
+    group.add_argument("--window", type=integer(1), default=window, help=f"tokens per sequence T (default {window})")
+    group.add_argument("--n-windows", type=integer(0), default=n_windows,
                        help=f"number of sequences (default {n_windows}; for files: at most this many, 0 = all)")
     group.add_argument("--prepend-bos", action=argparse.BooleanOptionalAction, default=True,
                        help="start each window with BOS ([CLS] ... [SEP] on encoders); recorded in provenance")
-    group.add_argument("--seed", type=int, default=0, help="seed for random prompt sets and bootstrap (default 0)")
-    group.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (default 8)")
+    group.add_argument("--seed", type=integer(0), default=0, help="seed for random prompt sets and bootstrap (default 0)")
+    group.add_argument("--batch-size", type=integer(1), default=8, help="sequences per forward pass (default 8)")
     images = parser.add_argument_group("images (image models: ViT / DeiT)")
     images.add_argument("--images", default=None,
                         help="shapes (generated at the model's size, the default) or a .npz (images [n, H, W, C], "
                              "optional labels) / .npy file")
-    images.add_argument("--n-images", type=int, default=64, help="generated images (default 64; seeded by --seed)")
+    images.add_argument("--n-images", type=integer(1), default=64, help="generated images (default 64; seeded by --seed)")
     images.add_argument("--high-norm", default=None, metavar="RULE",
                         help="flag high-norm patches for sink top-norm: top:K, abs:X or ratio:R, optionally @LAYER "
                              "(e.g. top:1, abs:150@11)")

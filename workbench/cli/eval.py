@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workbench.cli.common import add_data_args, add_model_arg, load_data, load_model, save_results
+from workbench.cli.common import (
+    add_data_args,
+    add_model_arg,
+    check_outputs,
+    interval,
+    load_data,
+    load_model,
+    save_results,
+)
 
 NAME = "eval"
 SUMMARY = "baseline next-token loss and perplexity of a causal LM"
@@ -24,13 +32,14 @@ def execute(args: argparse.Namespace) -> int:
     from workbench import experiment
     from workbench.core.data import describe
 
+    check_outputs(args.json)
     model = load_model(args)
     dataset = load_data(args, model)
     print(describe(dataset))
     results = experiment.evaluate(model, dataset, batch_size=args.batch_size, seed=args.seed)
     unit = "images" if results.provenance.get("model_family") == "image-classifier" else "tokens"
     for row in results:
-        print(f"{row['metric']:<11} {row['value']:.4f}  (95% CI {row['ci_low']:.4f}..{row['ci_high']:.4f}, "
+        print(f"{row['metric']:<11} {row['value']:.4f}  (95% CI {interval(row['ci_low'], row['ci_high'])}, "
               f"{row['n']} {unit})")
     save_results(results, args.json)
     return 0

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from workbench.cli.common import fetch_each
+from workbench.core.errors import WorkbenchError
 
 NAME = "models"
 SUMMARY = "list, fetch and verify the models of the zoo"
@@ -54,10 +56,22 @@ def fetch_models(args: argparse.Namespace) -> int:
 
 
 def verify_models(args: argparse.Namespace) -> int:
+    """Check every named (default: every cached) model, reporting each; exit 2 at the end if any failed."""
     from workbench import zoo
 
     names = args.names or [n for n in [*zoo.BUNDLED, *zoo.TRAINED] if zoo.is_cached(n)]
+    if not names:
+        print("no model is fetched or trained yet: nothing to verify (`sinkbench models fetch NAME`)")
+        return 0
+    failed = []
     for name in names:
-        manifest = zoo.verify(name, full=args.full)
+        try:
+            manifest = zoo.verify(name, full=args.full)
+        except WorkbenchError as exc:  # report it and go on: one bad model must not hide the state of the others
+            failed.append(name)
+            print(f"sinkbench: error: {name}: {exc}", file=sys.stderr)
+            continue
         print(f"{name}: OK  sha256 {manifest['weights_sha256']}")
-    return 0
+    if failed and len(names) > 1:
+        print(f"{len(failed)} of {len(names)} models failed: {', '.join(failed)}")
+    return 2 if failed else 0

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workbench.cli.common import add_data_args, add_model_arg, load_data, load_model, save_results
+from workbench.cli.common import (
+    add_data_args,
+    add_model_arg,
+    check_outputs,
+    integer,
+    load_data,
+    load_model,
+    number,
+    save_results,
+)
 from workbench.core.errors import InputError
 
 NAME = "probe"
@@ -39,14 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sink", default="bos",
                         help="the sink: bos (position 0; [CLS] on encoders), a position (0 or 0,5), tok:TOKEN "
                              "(tok:. tok:\\n), cls, sep, or auto:EPS (default bos)")
-    parser.add_argument("--eps", type=float, nargs="+", default=None, help="sink-ratio thresholds (default 0.3 0.5 0.8)")
+    parser.add_argument("--eps", type=number(0.0, 1.0), nargs="+", default=None, help="sink-ratio thresholds (default 0.3 0.5 0.8)")
     parser.add_argument("--layers", default=None, help="layers to hook: all (default), 5, 3-10 or 1,4,7")
     parser.add_argument("--heads", default=None, help="heads (attention-maps only): all, 2 or 0-3")
-    parser.add_argument("--top", type=int, default=None, help="sink-tokens: tokens to rank; massive-activations: top-k")
+    parser.add_argument("--top", type=integer(1), default=None, help="sink-tokens: tokens to rank; massive-activations: top-k")
     parser.add_argument("--rule", choices=["sun", "ratio"], default="sun",
                         help="massive-activations: sun = |a| > 100 and >= ratio x median; ratio = the ratio alone")
-    parser.add_argument("--abs-threshold", type=float, default=100.0, help="massive-activations |a| floor (default 100)")
-    parser.add_argument("--ratio-threshold", type=float, default=1000.0,
+    parser.add_argument("--abs-threshold", type=number(0.0), default=100.0, help="massive-activations |a| floor (default 100)")
+    parser.add_argument("--ratio-threshold", type=number(0.0, low_open=True), default=1000.0,
                         help="massive-activations |a| / median (default 1000)")
     parser.add_argument("--norm-rule", default="ratio:2",
                         help="patch-norms: the high-norm rule top:K, abs:X or ratio:R (default ratio:2)")
@@ -68,7 +77,7 @@ def probe_options(args: argparse.Namespace) -> dict:
         options["eps"] = args.eps
     if args.name == "heads" and args.eps:
         options["eps"] = args.eps[0]
-    if args.name == "sink-tokens" and args.top:
+    if args.name == "sink-tokens" and args.top is not None:
         options["top"] = args.top
     if args.name in ("attention-maps", "image-attention"):
         options["heads"] = args.heads
@@ -86,10 +95,15 @@ def execute(args: argparse.Namespace) -> int:
     from workbench import probes
     from workbench.core.data import describe
 
+    options = probe_options(args)  # before the model loads: a misplaced option or a malformed sink answers at once
+    if "sink" in options:
+        from workbench.core.sites import SinkSpec
+
+        SinkSpec.parse(options["sink"])
+    check_outputs(args.json)
     model = load_model(args)
     dataset = load_data(args, model)
     print(describe(dataset))
-    options = probe_options(args)
     if args.under:  # the probe measures the edited model: the intervention's hooks run in its passes
         from workbench.experiment import batch_hooks
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from workbench.cli.common import check_output_dir, integer, number
 from workbench.core.errors import InputError
 
 NAME = "train"
@@ -23,40 +24,37 @@ EXAMPLE = (
 
 
 def listing() -> str:
-    from workbench.toy.model import VARIANTS
-    from workbench.toy.tasks import TASKS
+    from workbench.toy.presets import TASKS, VARIANTS
 
     return f"\nAttention variants: {', '.join(VARIANTS)}.\nTasks: {', '.join(TASKS)}."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from workbench.toy.model import VARIANTS
-    from workbench.toy.tasks import TASKS
-    from workbench.toy.train import TOY_PRESETS
+    from workbench.toy.presets import TASKS, TOY_PRESETS, VARIANTS
 
     parser.add_argument("--task", default="bigram-backcopy", help=f"one of: {', '.join(TASKS)} (default bigram-backcopy)")
     parser.add_argument("--attention", default="softmax",
                         help="; ".join(f"{v.name}: {v.formula}" for v in VARIANTS.values()) + " (default softmax)")
-    parser.add_argument("--steps", type=int, default=None, help="optimizer updates (default: the preset's, 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of every batch (default 0)")
+    parser.add_argument("--steps", type=integer(1), default=None, help="optimizer updates (default: the preset's, 1000)")
+    parser.add_argument("--seed", type=integer(0), default=0, help="seed of the weights and of every batch (default 0)")
     parser.add_argument("--out", type=Path, required=True, help="run directory (created; refused if it holds another run)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--force", action="store_true", help="replace the run in --out (only its own files are removed)")
     size = parser.add_argument_group("size and optimisation (default: the preset)")
     size.add_argument("--preset", default="default", help=f"one of: {', '.join(TOY_PRESETS)} (default default)")
     size.add_argument("--corpus", default=None, help="corpus for the bigram statistics or the text (default shakespeare)")
-    size.add_argument("--layers", dest="n_layers", type=int, default=None, help="transformer blocks (default 1)")
-    size.add_argument("--heads", dest="n_heads", type=int, default=None, help="attention heads per block (default 1)")
-    size.add_argument("--d-model", type=int, default=None, help="residual width (default 256)")
+    size.add_argument("--layers", dest="n_layers", type=integer(1), default=None, help="transformer blocks (default 1)")
+    size.add_argument("--heads", dest="n_heads", type=integer(1), default=None, help="attention heads per block (default 1)")
+    size.add_argument("--d-model", type=integer(1), default=None, help="residual width (default 256)")
     size.add_argument("--positional", default=None, help="absolute (learned, as Guo et al.; default) or rotary")
     size.add_argument("--gate", default=None, help="gated attention only: elementwise (default) or headwise")
-    size.add_argument("--batch-size", type=int, default=None, help="sequences per update (default 32)")
-    size.add_argument("--seq-len", type=int, default=None, help="tokens per sequence including <s> (default 64)")
-    size.add_argument("--lr", type=float, default=None, help="AdamW learning rate (default 1e-3; Guo et al. use 3e-4 with 64x larger batches)")
-    size.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default 1e-4)")
-    size.add_argument("--log-every", type=int, default=None, help="log the curves every k steps (default 10)")
-    size.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every k steps (default 250)")
-    parser.add_argument("--threads", type=int, default=1,
+    size.add_argument("--batch-size", type=integer(1), default=None, help="sequences per update (default 32)")
+    size.add_argument("--seq-len", type=integer(1), default=None, help="tokens per sequence including <s> (default 64)")
+    size.add_argument("--lr", type=number(0.0, low_open=True), default=None, help="AdamW learning rate (default 1e-3; Guo et al. use 3e-4 with 64x larger batches)")
+    size.add_argument("--weight-decay", type=number(0.0), default=None, help="AdamW weight decay (default 1e-4)")
+    size.add_argument("--log-every", type=integer(1), default=None, help="log the curves every k steps (default 10)")
+    size.add_argument("--checkpoint-every", type=integer(1), default=None, help="checkpoint every k steps (default 250)")
+    parser.add_argument("--threads", type=integer(1), default=1,
                         help="torch CPU threads (default 1; 2 helps only on an otherwise idle machine)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--json", action="store_true", help="print the run's summary as JSON")
@@ -64,15 +62,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from workbench.toy.model import VARIANTS
-    from workbench.toy.tasks import check_task
-    from workbench.toy.train import preset, read_curves, summarize, train
+    from workbench.toy.presets import check_preset, check_task, check_variant
 
-    check_task(args.task)
-    if args.attention not in VARIANTS:
-        raise InputError(f"unknown attention variant {args.attention!r}: available {', '.join(VARIANTS)}")
-    if args.steps is not None and args.steps <= 0:
-        raise InputError(f"--steps must be a positive integer, got {args.steps}")
+    check_task(args.task)  # the names and the run directory first: they answer before torch is imported
+    check_variant(args.attention)
+    check_preset(args.preset)
+    check_output_dir(args.out)
+
+    from workbench.toy.train import holds_run, preset, read_curves, summarize, train
+
+    if args.resume and not args.force and not holds_run(args.out):
+        raise InputError(f"--resume: {args.out} holds no toy run to resume (no run.json); drop --resume to start one")
     model_cfg, train_cfg = preset(
         args.preset, attention=args.attention, task=args.task, steps=args.steps, seed=args.seed, corpus=args.corpus,
         n_layers=args.n_layers, n_heads=args.n_heads, d_model=args.d_model, positional=args.positional,

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from workbench.cli.common import check_output_dir, integer, number
 from workbench.core.errors import InputError
 
 NAME = "train-vit"
@@ -25,9 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="output model directory (required without --preset)")
     for field in dataclasses.fields(ViTTrainConfig):
         flag = "--" + field.name.replace("_", "-")
-        parser.add_argument(flag, type=type(field.default), default=None, metavar=field.name.upper(),
+        kind = integer(0) if isinstance(field.default, int) else number(0.0)  # the config checks the ranges
+        parser.add_argument(flag, type=kind, default=None, metavar=field.name.upper(),
                             help=f"{ViTTrainConfig.HELP[field.name]} (default {getattr(defaults, field.name)})")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=integer(1), default=1,
                         help="torch CPU threads (default 1: bit-identical weights on any machine)")
     parser.add_argument("--force", action="store_true", help="with --preset: retrain even if cached")
     parser.set_defaults(func=execute)
@@ -36,7 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     from workbench import zoo
     from workbench.vision.presets import VIT_PRESETS, ViTTrainConfig
-    from workbench.vision.train import train_vit
 
     changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(ViTTrainConfig)
                if getattr(args, f.name) is not None}
@@ -53,7 +54,11 @@ def execute(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise InputError("give --out DIR (or --preset NAME to train a zoo model into the cache)")
-    config = dataclasses.replace(VIT_PRESETS[args.preset] if args.preset else ViTTrainConfig(), **changes)
+    config = dataclasses.replace(VIT_PRESETS[args.preset] if args.preset else ViTTrainConfig(), **changes).validate()
+    check_output_dir(args.out)  # the configuration and the directory answer before torch is imported
+
+    from workbench.vision.train import train_vit
+
     print(f"training {config.describe()} -> {args.out}")
     train_vit(config, args.out, threads=args.threads)
     return 0

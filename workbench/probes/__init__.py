@@ -22,35 +22,48 @@ Every probe also takes `hooks=` (extra forward hooks that run in the same passes
 `experiment.batch_hooks`), so a probe can measure an edited model without importing the catalogue.
 Every probe takes token data (workbench.core.data.Dataset) or, on image models, an ImageSet
 (workbench.vision.image_set): its position kinds act as tokens, so `sink="bg"`, `"reg"`, `"top-norm"`... work.
+`PROBES` (names, summaries, summaries' printers) is read without importing torch; each probe function is
+imported when first used (`probes.sinks`, `PROBES["sinks"].measure`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from typing import Any
 
 from workbench.core.errors import InputError
-from workbench.probes.activations import massive_activations
-from workbench.probes.heads import heads
-from workbench.probes.norms import implicit_bias, norms
-from workbench.probes.patches import image_attention, patch_norms
-from workbench.probes.sinks import (
-    attention_maps,
-    detect_sinks,
-    sink_ratio_controls,
-    sink_tokens,
-    sinks,
-    special_token_attention,
-)
+from workbench.core.lazy import lazy_face
+
+# each probe function and the module that defines it: imported on first use, so listing the probes
+# (`sinkbench probe --help`, an unknown probe name) imports no torch
+_FUNCTIONS = {**dict.fromkeys(["massive_activations"], "workbench.probes.activations"),
+              **dict.fromkeys(["heads"], "workbench.probes.heads"),
+              **dict.fromkeys(["implicit_bias", "norms"], "workbench.probes.norms"),
+              **dict.fromkeys(["image_attention", "patch_norms"], "workbench.probes.patches"),
+              **dict.fromkeys(["attention_maps", "detect_sinks", "sink_ratio_controls", "sink_tokens", "sinks",
+                               "special_token_attention"], "workbench.probes.sinks")}
 
 
 @dataclasses.dataclass(frozen=True)
 class Probe:
+    """A registered probe: its name, the function that measures and a one-line summary; `summarize(results)`
+    is what `sinkbench probe NAME` prints. `function` is the function itself, or its name ("sinks" in this
+    package, "package.module:name" elsewhere), imported when the probe first measures."""
+
     name: str
-    measure: Callable[..., Any]
+    function: str | Callable[..., Any]
     summary: str
     summarize: Callable[..., str] | None = None
+
+    @property
+    def measure(self) -> Callable[..., Any]:
+        """The probe function, `measure(model, data, **options) -> Results`."""
+        if callable(self.function):
+            return self.function
+        module, _, name = self.function.rpartition(":")
+        return getattr(importlib.import_module(module or __name__), name)
 
 
 def _generic(metric: str, columns: list[str]) -> Callable[[Any], str]:
@@ -115,21 +128,21 @@ def _bias_summary(results) -> str:
 
 
 PROBES: dict[str, Probe] = {p.name: p for p in [
-    Probe("sinks", sinks, "first-token (sink) attention per head and the sink ratio (Gu et al. 2025)", _sinks_summary),
-    Probe("sink-tokens", sink_tokens, "which tokens beyond position 0 act as sinks (vs the uniform baseline)",
+    Probe("sinks", "sinks", "first-token (sink) attention per head and the sink ratio (Gu et al. 2025)", _sinks_summary),
+    Probe("sink-tokens", "sink_tokens", "which tokens beyond position 0 act as sinks (vs the uniform baseline)",
           _tokens_summary),
-    Probe("massive-activations", massive_activations, "top-k |activation| per layer vs the median (Sun et al. 2024)",
+    Probe("massive-activations", "massive_activations", "top-k |activation| per layer vs the median (Sun et al. 2024)",
           _massive_summary),
-    Probe("norms", norms, "value norms and norm-based contributions, sink vs other (Kobayashi et al. 2020)",
+    Probe("norms", "norms", "value norms and norm-based contributions, sink vs other (Kobayashi et al. 2020)",
           _norms_summary),
-    Probe("implicit-bias", implicit_bias, "the sink term A[q,s] v_s W_O: size, share, constancy (Sun et al. §4.2)",
+    Probe("implicit-bias", "implicit_bias", "the sink term A[q,s] v_s W_O: size, share, constancy (Sun et al. §4.2)",
           _bias_summary),
-    Probe("heads", heads, "label heads sink / dormant candidate / other", _heads_summary),
-    Probe("attention-maps", attention_maps, "attention patterns averaged over sequences (StreamingLLM Fig. 2)",
+    Probe("heads", "heads", "label heads sink / dormant candidate / other", _heads_summary),
+    Probe("attention-maps", "attention_maps", "attention patterns averaged over sequences (StreamingLLM Fig. 2)",
           _generic("attention", ["layer", "head"])),
-    Probe("image-attention", image_attention, "image models: attention to [CLS], registers, background and object "
+    Probe("image-attention", "image_attention", "image models: attention to [CLS], registers, background and object "
           "patches", _image_attention_summary),
-    Probe("patch-norms", patch_norms, "image models: patch-norm maps, norm histograms, high-norm tokens "
+    Probe("patch-norms", "patch_norms", "image models: patch-norm maps, norm histograms, high-norm tokens "
           "(Darcet et al. 2024)", _patch_norms_summary),
 ]}
 
@@ -147,3 +160,6 @@ def by_name(name: str, model: Any, data: Any, **options: Any):
 __all__ = ["PROBES", "Probe", "attention_maps", "by_name", "detect_sinks", "heads", "image_attention", "implicit_bias",
            "massive_activations", "norms", "patch_norms", "sink_ratio_controls", "sink_tokens", "sinks",
            "special_token_attention"]
+
+
+lazy_face(__name__, _FUNCTIONS)  # the probe functions load on first use (a name may equal its module's)

@@ -13,13 +13,12 @@ The optimizer state is stored as safetensors too (no pickle anywhere), for exact
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from workbench.core.cache import sha256_file
+from workbench.core.cache import atomic_path, sha256_file
 from workbench.core.errors import InputError
 from workbench.toy.model import ToyConfig, ToyTransformer
 
@@ -36,12 +35,11 @@ def snapshot_path(directory: Path, step: int) -> Path:
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Readers see the old checkpoint or the new one; an interrupted write leaves no temporary file."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def save_weights(model: ToyTransformer, path: str | Path, **extra: Any) -> Path:

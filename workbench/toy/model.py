@@ -58,39 +58,8 @@ from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.HookedRootModule import HookedRootModule
 
-from workbench.core.errors import InputError
-
-
-@dataclasses.dataclass(frozen=True)
-class Variant:
-    """An attention variant: what its weights are and what interventions may assume about them."""
-
-    name: str
-    formula: str
-    rows_sum_to_one: bool  # over the real keys; False for sigmoid, relu and the extra-slot variants
-    extra_slot: bool  # an extra key with value 0 takes part in the normalisation (`hook_sink`)
-    softmax: bool  # the weights are (a slice of) a softmax over logits
-    reference: str
-
-
-VARIANTS: dict[str, Variant] = {v.name: v for v in [
-    Variant("softmax", "softmax(S)", True, False, True, "Vaswani et al. 2017"),
-    Variant("softmax1", "exp(S) / (1 + sum exp(S))", False, True, True, "Miller 2023, 'Attention is off by one'"),
-    Variant("sigmoid", "sigmoid(S), no normalisation", False, False, False, "Gu et al. 2025, Table 6"),
-    Variant("relu", "relu(S) / (t + 1)", False, False, False, "Guo et al. 2024 (ReLU attention)"),
-    Variant("gated", "softmax(S), output * sigmoid(x W_G + b_G)", True, False, True, "Qiu et al. 2025 (G1 gate)"),
-    Variant("sink-logit", "softmax([S, s_h])[:-1]", False, True, True, "gpt-oss learnable sinks"),
-    Variant("kv-bias", "softmax([S, q.k*/sqrt(d)])[:-1], v* = 0", False, True, True,
-            "Gu et al. 2025, Table 4; Sun et al. 2024"),
-]}
-POSITIONAL = ("absolute", "rotary")
-GATES = ("elementwise", "headwise")
-
-
-def check_variant(name: str) -> Variant:
-    if name not in VARIANTS:
-        raise InputError(f"unknown attention variant {name!r}: available {', '.join(VARIANTS)}")
-    return VARIANTS[name]
+from workbench.core.errors import InputError, check_number
+from workbench.toy.presets import GATES, POSITIONAL, VARIANTS, Variant, check_variant  # noqa: F401 (re-exported)
 
 
 @dataclasses.dataclass
@@ -119,6 +88,8 @@ class ToyConfig:
                                  ("n_layers", self.n_layers, 1), ("n_heads", self.n_heads, 1), ("d_mlp", self.d_mlp, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InputError(f"{what} must be an integer >= {low}, got {value!r}")
+        check_number("rotary_base", self.rotary_base, low=1.0, low_open=True)
+        check_number("eps", self.eps, low=0.0, low_open=True)
         if self.d_model % self.n_heads:
             raise InputError(f"d_model = {self.d_model} is not divisible by n_heads = {self.n_heads}")
         if self.positional == "rotary" and self.d_head % 2:

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from workbench.core.cache import sha256_bytes
 from workbench.core.errors import InputError, check_range
+from workbench.toy.presets import TASKS, check_task  # noqa: F401 (re-exported)
 
 # Tiny Shakespeare's character set (Karpathy's char-rnn data), Guo et al.'s BB vocabulary.
 ALPHABET = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -266,18 +267,6 @@ class CharLM(Task):
         return {"name": self.name, "seq_len": self.seq_len, "corpus": self.corpus,
                 "corpus_sha256": self.corpus_sha256, "alphabet": ALPHABET, "eval_fraction": self.eval_fraction,
                 "characters": int(len(self.text)), "text_sha256": sha256_bytes(self.text.tobytes())}
-
-
-TASKS: dict[str, str] = {
-    "bigram-backcopy": "Bigram-Backcopy (Guo et al. 2024): bigram text with triggers that copy the previous token",
-    "char-lm": "character-level language modelling on a bundled corpus",
-}
-
-
-def check_task(name: str) -> str:
-    if name not in TASKS:
-        raise InputError(f"unknown task {name!r}: available {', '.join(TASKS)}")
-    return name
 
 
 def make_task(name: str, corpus: str = DEFAULT_CORPUS, seq_len: int = 128, n_triggers: int = 3) -> Task:

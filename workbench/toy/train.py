@@ -63,10 +63,11 @@ import torch
 import torch.nn.functional as F
 
 from workbench.core.cache import atomic_write_text
-from workbench.core.errors import InputError, check_range
+from workbench.core.errors import InputError, check_number, check_range
 from workbench.core.results import Results, identity_hash, provenance
 from workbench.toy import checkpoint as ckpt
 from workbench.toy.model import ToyConfig, ToyTransformer, check_variant
+from workbench.toy.presets import TOY_PRESETS, check_preset  # noqa: F401 (TOY_PRESETS re-exported)
 from workbench.toy.tasks import (
     DEFAULT_CORPUS,
     TASK_FILE,
@@ -113,11 +114,11 @@ class ToyTrainConfig:
         check_range("log_every", self.log_every, 1, 1 << 30)
         check_range("eval_size", self.eval_size, 1, 1 << 16)
         check_range("checkpoint_every", self.checkpoint_every, 1, 1 << 30)
-        for what, value in (("learning rate", self.lr), ("weight decay", self.weight_decay)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise InputError(f"{what} must be a finite number >= 0, got {value!r}")
-        if self.lr == 0:
-            raise InputError("learning rate must be > 0")
+        check_number("learning rate", self.lr, low=0.0, low_open=True)
+        check_number("weight decay", self.weight_decay, low=0.0)
+        check_number("AdamW beta1", self.beta1, low=0.0, high=1.0, high_open=True)
+        check_number("AdamW beta2", self.beta2, low=0.0, high=1.0, high_open=True)
+        check_number("AdamW eps", self.adam_eps, low=0.0, low_open=True)
 
     def identity(self) -> dict:
         """What determines the trajectory; `steps` and `checkpoint_every` only say how far and how often to save."""
@@ -127,32 +128,12 @@ class ToyTrainConfig:
         return blob
 
 
-# Presets: architecture + training. Guo et al. train d_model 256 with batch 512 x 256 tokens at lr 3e-4;
-# on CPU we use 32 x 64 tokens and a larger learning rate, so that the softmax sink forms within the first
-# 1k steps (at lr 3e-4 and these batches it forms later: README, "Mitigation lab"). Every variant uses the
-# same settings.
-# - "default": the reproduction (the README's table);
-# - "figure": the figure recipe's reduced run (`sinkbench figures toy-emergence`);
-# - "tiny": the unit tests.
-TOY_PRESETS: dict[str, tuple[dict, dict]] = {
-    "default": (dict(d_model=256, n_layers=1, n_heads=1),
-                dict(batch_size=32, seq_len=64, lr=1e-3, steps=1000, log_every=10, eval_size=64,
-                     checkpoint_every=250)),
-    "figure": (dict(d_model=64, n_layers=1, n_heads=1),
-               dict(batch_size=32, seq_len=32, lr=3e-3, steps=400, log_every=10, eval_size=64, checkpoint_every=200)),
-    "tiny": (dict(d_model=64, n_layers=1, n_heads=1),
-             dict(batch_size=32, seq_len=32, lr=3e-3, steps=200, log_every=10, eval_size=32, checkpoint_every=100)),
-}
-
-
 def preset(name: str = "default", **overrides: Any) -> tuple[ToyConfig, ToyTrainConfig]:
     """A (ToyConfig, ToyTrainConfig) pair from a preset; keyword overrides go to whichever config has the field.
 
         >>> model_cfg, train_cfg = preset("tiny", attention="relu", seed=3)
     """
-    if name not in TOY_PRESETS:
-        raise InputError(f"unknown preset {name!r}: available {', '.join(TOY_PRESETS)}")
-    model_kw, train_kw = dict(TOY_PRESETS[name][0]), dict(TOY_PRESETS[name][1])
+    model_kw, train_kw = (dict(part) for part in check_preset(name))
     model_fields = {f.name for f in dataclasses.fields(ToyConfig)}
     train_fields = {f.name for f in dataclasses.fields(ToyTrainConfig)}
     for key, value in overrides.items():
@@ -293,6 +274,11 @@ def _prepare(out: Path, identity: dict, steps: int, resume: bool, force: bool) -
     return done
 
 
+def holds_run(directory: str | Path) -> bool:
+    """Whether `directory` holds a toy run (its run.json), i.e. whether there is anything to resume."""
+    return (Path(directory).expanduser() / ckpt.RUN_FILE).is_file()
+
+
 def _clear(out: Path) -> None:
     """Remove the files a toy run owns (nothing else in the directory)."""
     for name in OWNED:
@@ -418,18 +404,30 @@ def train(out: str | Path, model_cfg: ToyConfig, train_cfg: ToyTrainConfig, *, r
         >>> summarize(read_curves("runs/bb-relu"))["final_bos_attention"]
 
     Refuses an `out` that holds a different run, or this run without `resume` (continue it) or `force`
-    (start over). `threads` sets torch's CPU threads for the run (None: leave them as they are). The default
-    is 1: on a busy machine OpenMP threads wait on each other, and these small matrices gain little from more
-    threads (measured in the README, "Mitigation lab").
+    (start over). With `resume` and no run in `out` the run starts, and says so (what a figure recipe wants;
+    `sinkbench train --resume` refuses instead: `holds_run`). `device` and `threads` are checked before anything
+    is written. `threads` sets torch's CPU threads for the run (None: leave them as they are). The default is 1:
+    on a busy machine OpenMP threads wait on each other, and these small matrices gain little from more threads
+    (measured in the README, "Mitigation lab").
     """
+    from workbench.zoo.load import check_device
+
     out = Path(out).expanduser()
     check_variant(model_cfg.attention)
     if model_cfg.n_ctx != train_cfg.seq_len or model_cfg.d_vocab != VOCAB_SIZE:
         raise InputError(f"the model's n_ctx/d_vocab ({model_cfg.n_ctx}/{model_cfg.d_vocab}) must equal the task's "
                          f"seq_len/vocabulary ({train_cfg.seq_len}/{VOCAB_SIZE}); build both with `preset`")
+    device = check_device(device)  # before anything is written: a bad device leaves no half-made run
+    if threads is not None:
+        check_range("threads", threads, 1, os.cpu_count() or 1)
     identity = {"kind": RUN_KIND, "model": model_cfg.to_dict(), "train": train_cfg.identity()}
+    if resume and not holds_run(out):
+        log(f"nothing to resume in {out}: starting the run")
     start = _prepare(out, identity, train_cfg.steps, resume, force)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the run directory {out}: {exc.strerror}") from exc
     started = time.perf_counter()
     created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     if start:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from workbench.core import positions as kinds_of
-from workbench.core.errors import InputError, check_range
+from workbench.core.errors import InputError, check_number, check_range, is_integer
 from workbench.vision.shapes import background_patches, object_patches, shapes
 
 DEFAULT_TOLERANCE = 0.1
@@ -63,6 +64,15 @@ class HighNormRule:
     value: float = 1.0
     layer: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("top", "abs", "ratio"):
+            raise InputError(f"unknown high-norm rule kind {self.kind!r}: use top, abs or ratio")
+        check_number(f"high-norm rule {self.kind}: threshold", self.value, low=0.0, low_open=True)  # NaN flags nothing
+        if self.kind == "top" and (not float(self.value).is_integer() or self.value < 1):
+            raise InputError(f"high-norm rule top:{self.value}: top:K needs an integer K >= 1")
+        if self.layer is not None and not is_integer(self.layer):
+            raise InputError(f"high-norm rule: the layer must be an integer, got {self.layer!r}")
+
     @classmethod
     def parse(cls, spec: Any) -> HighNormRule:
         if isinstance(spec, HighNormRule):
@@ -71,12 +81,7 @@ class HighNormRule:
         if not match:
             raise InputError(f"cannot read high-norm rule {spec!r}: write top:K, abs:X or ratio:R, optionally "
                              "@LAYER (e.g. top:1, abs:150@11, ratio:3@4)")
-        kind, value = match.group(1), float(match.group(2))
-        if kind == "top" and (value != int(value) or value < 1):
-            raise InputError(f"high-norm rule {spec!r}: top:K needs an integer K >= 1")
-        if value <= 0:
-            raise InputError(f"high-norm rule {spec!r}: the threshold must be > 0")
-        return cls(kind, value, int(match.group(3)) if match.group(3) is not None else None)
+        return cls(match.group(1), float(match.group(2)), int(match.group(3)) if match.group(3) is not None else None)
 
     @property
     def label(self) -> str:
@@ -244,21 +249,33 @@ def position_kinds(model_info: Any, background: np.ndarray) -> np.ndarray:
 
 
 def _read_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """(images, labels or None) from a .npy or .npz; a file that is not one (garbage, truncated, pickled
+    objects, which are never unpickled) is one InputError naming it."""
     if not path.is_file():
         raise InputError(f"image file {path} does not exist")
-    if path.suffix == ".npy":
-        return np.load(path), None
-    if path.suffix != ".npz":
+    if path.suffix not in (".npy", ".npz"):
         raise InputError(f"{path}: images must be a .npz (arrays `images` [n, H, W, C], optional `labels`) or .npy")
-    with np.load(path) as archive:
-        if "images" not in archive:
-            raise InputError(f"{path}: no array named 'images' (found {', '.join(archive.files) or 'none'})")
-        return archive["images"], archive["labels"] if "labels" in archive else None
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return loaded, None
+        with loaded as archive:
+            if "images" not in archive:
+                raise InputError(f"{path}: no array named 'images' (found {', '.join(archive.files) or 'none'})")
+            return archive["images"], archive["labels"] if "labels" in archive else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # what numpy raises for a damaged file
+        if isinstance(exc, InputError):
+            raise
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise InputError(f"{path} is not a readable {path.suffix} file (damaged, truncated or another format: "
+                         f"{reason}); save images with np.save / np.savez") from None
 
 
 def _as_pixels(images: np.ndarray, model_info: Any, where: str) -> np.ndarray:
     """[n, H, W, C] float32 in [0, 1] from float [0, 1] or uint8 images, checked against the model."""
     images = np.asarray(images)
+    if not (np.issubdtype(images.dtype, np.number) or images.dtype == bool) or np.iscomplexobj(images):
+        raise InputError(f"{where}: images must be numbers (uint8 0..255 or floats in [0, 1]), got dtype {images.dtype}")
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-from workbench.core.errors import InputError, check_range
+from workbench.core.errors import InputError, check_number, check_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +73,9 @@ class ViTTrainConfig:
         check_range("evaluation images", self.eval_images, 1, 1 << 20)
         check_range("eval_every", self.eval_every, 1, 10_000_000)
         check_range("checkpoint_every", self.checkpoint_every, 0, 10_000_000)
-        if not self.lr > 0 or self.weight_decay < 0 or self.noise < 0:
-            raise InputError(f"lr = {self.lr} must be > 0, weight decay {self.weight_decay} and noise {self.noise} >= 0")
+        check_number("learning rate", self.lr, low=0.0, low_open=True)
+        check_number("weight decay", self.weight_decay, low=0.0)
+        check_number("pixel noise", self.noise, low=0.0)
         return self
 
     @property
