@@ -140,6 +140,40 @@ def sinks_table_fixture():
     return Results(rows, {**PROV, "n_tokens": 512})
 
 
+def quant_rows(family, configs, base=20.0):
+    """quantization.report-shaped rows: (bits, granularity, keep, perplexity, d_sink or None) per configuration."""
+    rows = [{"intervention": "none", "metric": m, "value": v, "ci_low": v * 0.98, "ci_high": v * 1.02}
+            for m, v in (("loss", np.log(base)), ("perplexity", base))]
+    for bits, granularity, keep, ppl, d_sink in configs:
+        columns = {"intervention": f"{family}:{bits}:{granularity}:{keep}", "family": family, "bits": bits,
+                   "granularity": granularity, "keep": keep, "site": "kv" if family == "kv" else "linear",
+                   "destroyed": ppl > 10 * base}
+        delta = float(np.log(ppl) - np.log(base))
+        rows += [{**columns, "metric": "perplexity", "value": ppl, "ci_low": ppl * 0.95, "ci_high": ppl * 1.05},
+                 {**columns, "metric": "delta_loss", "value": delta, "ci_low": delta - 0.02, "ci_high": delta + 0.02}]
+        if d_sink is not None:
+            rows.append({**columns, "metric": "d_sink", "value": d_sink, "ci_low": d_sink - 0.03,
+                         "ci_high": d_sink + 0.03})
+    return Results(rows, PROV)
+
+
+def quant_kv_fixture():
+    table = {"none": (400.0, 35.0, 22.0, 20.05), "bos": (150.0, 32.0, 21.5, 20.04), "first:4": (120.0, 31.0, 21.4, 20.04)}
+    configs = []
+    for keep, ppls in table.items():
+        for bits, ppl, none in zip((2, 3, 4, 8), ppls, table["none"]):
+            configs.append((bits, "per-token", keep, ppl, None if keep == "none" else float(np.log(none / ppl))))
+    return quant_rows("kv", configs)
+
+
+def quant_activations_fixture():
+    configs = [(8, "per-tensor", "none", 900.0, None), (8, "per-tensor", "bos", 30.0, 3.4),
+               (8, "per-token", "none", 21.0, None), (8, "per-token", "bos", 20.8, 0.01),
+               (4, "per-tensor", "none", 5000.0, None), (4, "per-tensor", "bos", 400.0, 2.5),
+               (4, "per-token", "none", 60.0, None), (4, "per-token", "bos", 45.0, 0.29)]
+    return quant_rows("activations", configs)
+
+
 def attribution_fixture():
     exact = sweep_fixture()
     exact.provenance["attribution_spearman"] = 0.9
@@ -211,10 +245,38 @@ def vit_histogram_fixture():
     return Results(rows, VIT_PROV)
 
 
+def length_fixture():
+    rows = []
+    for t in (64, 512, 2048, 8192):
+        for eps, base in ((0.3, 0.8), (0.5, 0.4), (0.8, 0.1)):
+            rows.append({"metric": "sink_ratio", "eps": eps, "layer": None, "head": None, "T": t,
+                         "value": min(1.0, base + 0.02 * np.log2(t / 64))})
+        for name, effect in (("mask-sink", -0.01), ("zero-implicit-bias", 0.35)):
+            value = effect * (1 + 0.1 * np.log2(t / 64))
+            rows.append({"metric": "delta_loss", "intervention": name, "T": t, "value": value,
+                         "ci_low": value - 0.02, "ci_high": value + 0.02})
+    return Results(rows, PROV)
+
+
+def position_fixture():
+    rows = []
+    edges = [1, 2, 4, 8, 16, 32, 64]
+    for layer in range(6):
+        for low, high in zip(edges[:-1], edges[1:]):
+            rows.append({"metric": "sink_attention_by_position", "layer": layer, "q_low": low, "q_high": high,
+                         "n": high - low, "value": min(1.0, 0.1 * layer * np.log2(high))})
+    return Results(rows, PROV)
+
+
 CASES = {
+    "sink_ratio_vs_length": lambda: plots.sink_ratio_vs_length(length_fixture()),
+    "sink_position_profile": lambda: plots.sink_position_profile(position_fixture()),
+    "interventions_vs_length": lambda: plots.interventions_vs_length(length_fixture()),
     "streaming_curves": lambda: plots.streaming_curves(streaming_fixture()),
     "streaming_perplexity": lambda: plots.streaming_perplexity(sinks_table_fixture()),
     "attribution_scatter": lambda: plots.attribution_scatter(*attribution_fixture()),
+    "quant_kv_bits": lambda: plots.quant_kv_bits(quant_kv_fixture()),
+    "quant_activations": lambda: plots.quant_activations(quant_activations_fixture()),
     "emergence_curves": lambda: plots.emergence_curves(emergence_fixture()),
     "special_tokens": lambda: plots.special_tokens(special_fixture()),
     "sweep_profile": lambda: plots.sweep_profile(layer_sweep_fixture()),
@@ -260,8 +322,9 @@ def test_every_plot_function_is_public_and_has_a_fixture_case():
     domain = [module for name, module in vars(plots).items()
               if inspect.ismodule(module) and module.__name__.startswith("workbench.plots.")
               and name not in ("style", "_common")]
-    assert {m.__name__.rsplit(".", 1)[1] for m in domain} == {"activations", "attention", "contributions", "heads",
-                                                              "interventions", "streaming", "toy", "vision"}
+    assert {m.__name__.rsplit(".", 1)[1] for m in domain} == {"activations", "attention", "contributions", "heads", "long_context",
+                                                              "interventions", "quant", "streaming", "toy",
+                                                              "vision"}
     defined = {name for module in domain for name, fn in vars(module).items()
                if inspect.isfunction(fn) and fn.__module__ == module.__name__ and not name.startswith("_")}
     assert defined == set(CASES)

@@ -13,8 +13,9 @@ query's softmax denominator (Xiao §3.1, Eq. 1). Keeping the first S tokens next
 Rooms: `policies` (which tokens stay: Dense, Window, Sinks, Recompute, your own CachePolicy), `engine`
 (the Llama decoder run with a caller-supplied attention; which models it refuses), `exact` (token by
 token through a pruned cache: any policy), `banded` (chunks with a banded mask: the same numbers, fast),
-`recompute` (the window re-encoded every step: any causal LM), `text` (one long token stream) and `run`
-(`stream_nll` for one policy, `stream_policies` for several -> Results).
+`recompute` (the window re-encoded every step: any causal LM), `quant` (`KVCacheQuant`: what the cache
+holds, quantised at every step), `text` (one long token stream) and `run` (`stream_nll` for one policy,
+`stream_policies` for several -> Results).
 """
 
 from workbench.streaming.banded import DEFAULT_CHUNK
@@ -29,9 +30,10 @@ from workbench.streaming.policies import (
     Window,
     policy_grid,
 )
+from workbench.streaming.quant import KVCacheQuant
 from workbench.streaming.run import CI_BLOCK, stream_nll, stream_policies
 from workbench.streaming.text import long_text
 
-__all__ = ["CI_BLOCK", "DEFAULT_CHUNK", "POLICY_NAMES", "CachePolicy", "CacheView", "Dense", "LlamaDecoder",
-           "Recompute", "Sinks", "Stream", "Window", "cache_engine_refusal", "long_text", "policy_grid",
+__all__ = ["CI_BLOCK", "DEFAULT_CHUNK", "POLICY_NAMES", "CachePolicy", "CacheView", "Dense", "KVCacheQuant",
+           "LlamaDecoder", "Recompute", "Sinks", "Stream", "Window", "cache_engine_refusal", "long_text", "policy_grid",
            "stream_nll", "stream_policies"]

@@ -9,7 +9,9 @@ sink score block whose queries are rotated at min(t, W-1), reproduces the cache;
 from earlier chunks (S sinks + W - S - 1 recent) are carried between chunks (`_BandedCache`). The deviation
 from the exact path is floating-point only (tested; measured in README.md and bench/streaming.py).
 Nothing is evicted before W, so several policies can start from one dense pass over their first W
-tokens (`SharedPrefix`), which `stream_policies` computes once.
+tokens (`SharedPrefix`), which `stream_policies` computes once. A quantised cache runs here only when
+each token can be quantised once, as it enters (`KVCacheQuant.fast_path_refusal`): then the carried
+keys and values are the quantised ones, exactly what the exact path's cache would hold.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import Tensor
 
 from workbench.core.progress import progress_bar
 from workbench.streaming.engine import LlamaDecoder, Stream
+from workbench.streaming.quant import CacheQuantizer, KVCacheQuant
 
 DEFAULT_CHUNK = 256  # tokens per pass
 
@@ -37,8 +40,9 @@ class _BandedCache:
     at their text distance; both blocks share one softmax.
     """
 
-    def __init__(self, decoder: LlamaDecoder, sinks: int, window: int | None):
-        self.decoder, self.sinks, self.window = decoder, sinks, window
+    def __init__(self, decoder: LlamaDecoder, sinks: int, window: int | None,
+                 quantizer: CacheQuantizer | None = None):
+        self.decoder, self.sinks, self.window, self.quantizer = decoder, sinks, window, quantizer
         self.recent = None if window is None else window - sinks  # recent tokens a query sees, itself included
         n_layers = len(decoder.layers)
         empty = torch.zeros(decoder.n_kv_heads, 0, decoder.d_head, dtype=decoder.dtype, device=decoder.device)
@@ -60,6 +64,7 @@ class _BandedCache:
         """The band of queries t0..t1-1: one additive mask over [sinks | window keys] and the RoPE tables."""
         decoder, device = self.decoder, self.decoder.device
         self.t0, self.c, self.m = t0, t1 - t0, self.recent_k[0].shape[1]
+        self.text_positions = torch.arange(t0, t1)
         self.n_sinks = min(self.sinks, t1)  # sink tokens that exist by the end of this chunk
         query_t = torch.arange(t0, t1, device=device)[:, None]  # [c, 1] text index of each query
         key_t = torch.arange(t0 - self.m, t1, device=device)[None]  # [1, m + c] text index of each window key
@@ -80,6 +85,8 @@ class _BandedCache:
 
     def attend(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         decoder, m = self.decoder, self.m
+        if self.quantizer is not None:  # on write only (per-token): the cache carries quantised entries
+            k, v = self.quantizer.write(layer, k, v, self.text_positions)
         new_sinks = self.n_sinks - self.sink_k[layer].shape[1]
         sink_k = self.sink_k[layer] = torch.cat([self.sink_k[layer], k[:, :new_sinks]], dim=1)  # [KV, n_sinks, d]
         sink_v = self.sink_v[layer] = torch.cat([self.sink_v[layer], v[:, :new_sinks]], dim=1)
@@ -111,25 +118,31 @@ class SharedPrefix:
     tokens 0..W-1 exactly as dense does; each policy starts from this pass instead of recomputing it."""
 
     length: int
-    keys: list[Tensor]  # per layer [KV, length, d], before RoPE
+    keys: list[Tensor]  # per layer [KV, length, d], before RoPE (quantised, with a quantizer)
     values: list[Tensor]
     nll: np.ndarray  # [length]
     seconds: float
+    quant: KVCacheQuant | None = None  # the quantiser the pass read through (None: full precision)
 
     @classmethod
-    def compute(cls, decoder: LlamaDecoder, ids: Tensor, length: int, chunk: int) -> SharedPrefix:
+    def compute(cls, decoder: LlamaDecoder, ids: Tensor, length: int, chunk: int,
+                quantizer: CacheQuantizer | None = None) -> SharedPrefix:
         started = time.perf_counter()
-        cache = _BandedCache(decoder, 0, None)
+        cache = _BandedCache(decoder, 0, None, quantizer)
         nll = [_read_chunk(decoder, cache, ids, t0, min(t0 + chunk, length)) for t0 in range(0, length, chunk)]
-        return cls(length, cache.recent_k, cache.recent_v, np.concatenate(nll), time.perf_counter() - started)
+        return cls(length, cache.recent_k, cache.recent_v, np.concatenate(nll), time.perf_counter() - started,
+                   None if quantizer is None else quantizer.quant)
 
 
 def stream_fast(decoder: LlamaDecoder, ids: Tensor, sinks: int, window: int | None, chunk: int,
-                progress: bool, prefix: SharedPrefix | None = None) -> Stream:
-    """Read ids in chunks of `chunk` tokens through a `_BandedCache` (after `prefix`, if given)."""
+                progress: bool, prefix: SharedPrefix | None = None, quantizer: CacheQuantizer | None = None) -> Stream:
+    """Read ids in chunks of `chunk` tokens through a `_BandedCache` (after `prefix`, if given; it must have
+    read through the same quantiser)."""
     started = time.perf_counter()
     n_tokens = len(ids)
-    cache = _BandedCache(decoder, sinks, window)
+    if prefix is not None and prefix.quant != (None if quantizer is None else quantizer.quant):
+        raise ValueError("the shared prefix was read through another KV quantiser")  # a bug, not an input
+    cache = _BandedCache(decoder, sinks, window, quantizer)
     nll = np.full(n_tokens - 1, np.nan)
     start = 0 if prefix is None else min(prefix.length, window or prefix.length, n_tokens - 1)
     if start:

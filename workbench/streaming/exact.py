@@ -6,7 +6,9 @@
 The reference for every policy, custom ones included: about N decode steps. Before each token a full
 cache (W entries) is pruned by `policy.keep`, and positions are assigned inside the cache, as
 StreamingLLM does for RoPE (Xiao §3.2): keys are cached *before* rotation and rotated at their slot
-index at every step; the query sits at slot min(t, W-1).
+index at every step; the query sits at slot min(t, W-1). With a `CacheQuantizer` (workbench.streaming.quant)
+every step reads the cache through it: what enters is quantised on write where that is exact (per-token),
+everything else is quantised from the full-precision cache at that step.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from workbench.core.errors import InputError
 from workbench.core.progress import progress_bar
 from workbench.streaming.engine import LlamaDecoder, Stream
 from workbench.streaming.policies import CachePolicy, CacheView
+from workbench.streaming.quant import CacheQuantizer
 
 
 def _checked_keep(policy: CachePolicy, view: CacheView) -> Tensor:
@@ -37,8 +40,10 @@ def _checked_keep(policy: CachePolicy, view: CacheView) -> Tensor:
     return torch.sort(kept).values
 
 
-def stream_exact(decoder: LlamaDecoder, ids: Tensor, policy: CachePolicy, progress: bool) -> Stream:
-    """Read ids token by token; before each token, a full cache is pruned by `policy.keep`."""
+def stream_exact(decoder: LlamaDecoder, ids: Tensor, policy: CachePolicy, progress: bool,
+                 quantizer: CacheQuantizer | None = None) -> Stream:
+    """Read ids token by token; before each token, a full cache is pruned by `policy.keep`; with a
+    `quantizer`, every step attends to the cache as it quantises it."""
     started = time.perf_counter()
     n_tokens = len(ids)
     capacity = policy.window or n_tokens
@@ -50,15 +55,24 @@ def stream_exact(decoder: LlamaDecoder, ids: Tensor, policy: CachePolicy, progre
     attention_sum = torch.zeros(capacity)
     nll = np.full(n_tokens - 1, np.nan)
     n = max_entries = 0  # slots in use
-    cos = sin = step_attention = torch.zeros(0)
+    cos = sin = step_attention = slots = torch.zeros(0)
+
+    def rotate(x: Tensor) -> Tensor:
+        return decoder.rotate(x, cos, sin)
 
     def attend(layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         nonlocal step_attention
+        if quantizer is not None:
+            k, v = quantizer.write(layer, k, v, slots[n:])
         keys[layer, :, n] = k[:, 0]
         values[layer, :, n] = v[:, 0]
         # Re-rotate every cached key at its slot: positions live inside the cache (Xiao §3.2).
-        scores = decoder.scores(decoder.rotate(q, cos[n:], sin[n:]), decoder.rotate(keys[layer, :, :n + 1], cos, sin))
-        z, p = decoder.mix(scores, values[layer, :, :n + 1])
+        if quantizer is None:
+            cached_k, cached_v = rotate(keys[layer, :, :n + 1]), values[layer, :, :n + 1]
+        else:
+            cached_k, cached_v = quantizer.read(layer, keys[layer, :, :n + 1], values[layer, :, :n + 1], slots, rotate)
+        scores = decoder.scores(decoder.rotate(q, cos[n:], sin[n:]), cached_k)
+        z, p = decoder.mix(scores, cached_v)
         step_attention = step_attention + p.float().mean(dim=(0, 1, 2)).cpu()  # [n + 1]
         return z
 
@@ -72,6 +86,7 @@ def stream_exact(decoder: LlamaDecoder, ids: Tensor, policy: CachePolicy, progre
             for per_slot in (positions, last_attention, attention_sum):
                 per_slot[:n] = per_slot[kept]
         cos, sin = decoder.rope(torch.arange(n + 1, device=decoder.device))  # slot i sits at position i
+        slots = torch.cat([positions[:n], torch.tensor([t])])  # text index of every entry this step reads
         step_attention = torch.zeros(n + 1)
         logits = decoder.forward(ids[t:t + 1], attend)[0]
         positions[n] = t

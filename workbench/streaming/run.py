@@ -10,7 +10,8 @@ token-by-token cache (workbench.streaming.exact). `stream_policies` checks every
 model and the text before any pass, runs them (the fast-path policies share their first W tokens) and
 returns tidy rows; with `out` it journals each policy, so a killed sweep resumes. `nll[t]` is
 -log p(x[t+1] | cache after reading x[t]) in nats; perplexity = exp(mean nll), with a 95 % block-bootstrap
-CI over `CI_BLOCK`-token stretches.
+CI over `CI_BLOCK`-token stretches. `kv_quant` reads the cache through a quantiser at every step
+(workbench.streaming.quant); several quantisers cross with the policies.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from workbench.streaming.banded import DEFAULT_CHUNK, SharedPrefix, stream_fast
 from workbench.streaming.engine import LlamaDecoder, Stream, cache_engine_refusal, hf_model
 from workbench.streaming.exact import stream_exact
 from workbench.streaming.policies import CachePolicy
+from workbench.streaming.quant import KVCacheQuant, as_quant_list
 from workbench.streaming.recompute import stream_recompute
 
 EXPERIMENT = "stream"
@@ -50,7 +52,7 @@ def newline_id(model: Any) -> int:
 
 def stream_nll(model: Any, ids: Sequence[int] | np.ndarray | Tensor, policy: CachePolicy, *, fast: bool = True,
                chunk: int = DEFAULT_CHUNK, recompute_stride: int | None = None, batch_size: int = 8,
-               progress: bool = True, shared_prefix: SharedPrefix | None = None) -> Stream:
+               progress: bool = True, shared_prefix: SharedPrefix | None = None, kv_quant: Any = None) -> Stream:
     """Per-token NLL of reading `ids` under a cache policy: the engine under `stream_policies` (no length
     checks beyond the model's own limits).
 
@@ -60,6 +62,8 @@ def stream_nll(model: Any, ids: Sequence[int] | np.ndarray | Tensor, policy: Cac
     `fast=False` forces the exact token-by-token path; policies without a `band()` always take it.
     `recompute_stride` (Recompute only) defaults to 1 on the exact path and W // 8 on the fast one.
     `shared_prefix` (fast path, same ids, no replaced sinks) skips the tokens a dense pass already read.
+    `kv_quant` (a KVCacheQuant, or a quantize-kv intervention / spec) quantises what the cache holds at each
+    step; the fast path runs it only when that is exact (per-token keys before RoPE), else an error.
     """
     model_info = zoo.info(model)
     if not model_info.causal:
@@ -80,7 +84,11 @@ def stream_nll(model: Any, ids: Sequence[int] | np.ndarray | Tensor, policy: Cac
     if policy.replace_sinks:
         ids = ids.clone()
         ids[:policy.sinks] = newline_id(model)
+    quant = KVCacheQuant.of(kv_quant)
+    if quant is not None:
+        check_quantisable(policy, quant, fast)
     with torch.no_grad():
+        quantizer = None if quant is None else quant.bind(model, ids)
         if policy.recompute:
             default = 1 if not fast else max(1, policy.window // 8)
             stride = check_range("recompute stride", recompute_stride or default, 1, policy.window)
@@ -90,12 +98,22 @@ def stream_nll(model: Any, ids: Sequence[int] | np.ndarray | Tensor, policy: Cac
             band = policy.band()
             if fast and band is not None:
                 prefix = None if policy.replace_sinks else shared_prefix
-                result = stream_fast(decoder, ids, band[0], band[1], chunk, progress, prefix)
+                result = stream_fast(decoder, ids, band[0], band[1], chunk, progress, prefix, quantizer)
             else:
-                result = stream_exact(decoder, ids, policy, progress)
+                result = stream_exact(decoder, ids, policy, progress, quantizer)
     if policy.replace_sinks:
         result.nll[:max(0, policy.sinks - 1)] = np.nan  # targets 1..S-1 are the inserted newlines, not the text
     return result
+
+
+def check_quantisable(policy: CachePolicy, quant: KVCacheQuant, fast: bool) -> None:
+    """A quantised cache needs a cache (not recompute) and, on the fast path, a quantiser it runs exactly."""
+    if policy.recompute:
+        raise InputError(f"policy {policy.label()} re-encodes its window through the model's forward pass and "
+                         f"holds no KV cache for {quant.label()} to quantise: use dense, window or sinks (or "
+                         "quantize-kv in a one-pass run, sinkbench run)")
+    if fast and policy.band() is not None and (why := quant.fast_path_refusal()):
+        raise InputError(why)
 
 
 def _summary_rows(stream: Stream, seed: int) -> list[dict]:
@@ -121,10 +139,15 @@ def _curve_rows(stream: Stream, curve_bin: int) -> list[dict]:
 
 
 def policy_rows(model: Any, stream: Stream, policy: CachePolicy, n_tokens: int, curve_bin: int = 1,
-                seed: int = 0) -> list[dict]:
-    """Tidy rows of one run: loss and perplexity (95 % block-bootstrap CI) and the binned NLL curve."""
-    common = {"experiment": EXPERIMENT, "model": zoo.info(model).name, "intervention": "none",
-              **policy.columns(), "cache_size": policy.window or n_tokens, "path": stream.path}
+                seed: int = 0, quant: KVCacheQuant | None = None, quant_columns: bool = False) -> list[dict]:
+    """Tidy rows of one run: loss and perplexity (95 % block-bootstrap CI) and the binned NLL curve. A
+    quantised run is named in `intervention` and carries the quantiser's columns (`kv_bits`, `kv_keep`, ...;
+    with `quant_columns`, None in an unquantised run of a sweep)."""
+    columns = quant.columns() if quant is not None else (
+        {k: None for k in KVCacheQuant().columns()} if quant_columns else {})
+    common = {"experiment": EXPERIMENT, "model": zoo.info(model).name,
+              "intervention": "none" if quant is None else f"kv-cache {quant.label()}",
+              **policy.columns(), **columns, "cache_size": policy.window or n_tokens, "path": stream.path}
     summary = {"n_tokens": n_tokens, "cache_entries_max": stream.max_cache_entries, "keys_per_query_max": stream.max_keys,
                "chunk": stream.chunk, "stride": stream.stride, "seconds": round(stream.seconds, 3),
                "tokens_per_second": round(stream.tokens_per_second, 1)}
@@ -133,14 +156,14 @@ def policy_rows(model: Any, stream: Stream, policy: CachePolicy, n_tokens: int, 
     return rows
 
 
-def unit_name(policy: CachePolicy) -> str:
-    return repr(policy)
+def unit_name(policy: CachePolicy, quant: KVCacheQuant | None = None) -> str:
+    return repr(policy) if quant is None else f"{policy!r} | {quant!r}"
 
 
 def stream_policies(model: Any, text: _data.Dataset | Sequence[int] | np.ndarray, policies: Sequence[CachePolicy],
                     *, fast: bool = True, chunk: int = DEFAULT_CHUNK, recompute_stride: int | None = None,
                     curve_bin: int = 1, seed: int = 0, out: str | Path | None = None, progress: bool = True,
-                    log: Callable[[str], None] | None = None) -> Results:
+                    log: Callable[[str], None] | None = None, kv_quant: Any = None) -> Results:
     """Streaming perplexity of each policy over one long text, as tidy Results with provenance.
 
         >>> text = long_text(model, max_tokens=8192)
@@ -149,7 +172,11 @@ def stream_policies(model: Any, text: _data.Dataset | Sequence[int] | np.ndarray
 
     Rows: loss and perplexity per policy (`policy, sinks, window, recent, cache_size, path, ...`) and
     `metric="nll"` rows for the curve, binned by `curve_bin` tokens (1: every token). With `out`, the
-    sweep is journalled per policy and resumes where a killed run stopped.
+    sweep is journalled per policy and resumes where a killed run stopped. `kv_quant`: a KVCacheQuant
+    (or a quantize-kv spec) or a list of them, None among them for the full-precision cache; every policy
+    runs under each (rows gain `kv_bits`, `kv_keep`, `kv_granularity`, `kv_group`, `kv_rope`, ...).
+
+        >>> stream_policies(model, text, [Sinks(4, 256)], kv_quant=[None, KVCacheQuant(3), KVCacheQuant(3, "bos")])
     """
     started = time.perf_counter()
     dataset = text if isinstance(text, _data.Dataset) else _data.Dataset([np.asarray(text, np.int64)], "tokens",
@@ -165,6 +192,10 @@ def stream_policies(model: Any, text: _data.Dataset | Sequence[int] | np.ndarray
         raise InputError(f"unknown result format {Path(out).suffix!r} for {out}: use .json, .csv or .parquet")
     if not policies:
         raise InputError("no policies to run: pass at least one of dense, window, sinks, recompute")
+    quants = as_quant_list(kv_quant)
+    for quant in quants:
+        if quant is not None:
+            quant.check(model)
     for policy in policies:
         if not isinstance(policy, CachePolicy):
             raise InputError(f"expected CachePolicy objects (Dense, Window, Sinks, Recompute or a subclass), "
@@ -181,39 +212,51 @@ def stream_policies(model: Any, text: _data.Dataset | Sequence[int] | np.ndarray
                              f"policy would equal dense; use a longer text or a smaller --window (below {len(ids)})")
         if not policy.recompute and (refusal := cache_engine_refusal(model)):
             raise InputError(refusal)
+        for quant in quants:
+            if quant is not None:
+                check_quantisable(policy, quant, fast)
+    quantised = any(q is not None for q in quants)
+    units = [(policy, quant) for policy in policies for quant in quants]
+    names = [unit_name(p, q) for p, q in units]
     settings = {"fast": fast, "chunk": chunk, "recompute_stride": recompute_stride, "curve_bin": curve_bin}
+    if quantised:  # (absent otherwise: the journals of unquantised sweeps keep their identity)
+        settings["kv_quant"] = [None if q is None else q.label() for q in quants]
     store = None
     if out is not None:
         identity = {"experiment": EXPERIMENT, "model": model_info.name, "weights": model_info.weights_sha256,
-                    "data": dataset.hash(), "seed": seed, "policies": [unit_name(p) for p in policies], **settings}
+                    "data": dataset.hash(), "seed": seed, "policies": names, **settings}
         store = ResultStore(out, identity)
-    prefix = None
-    sharing = [p for p in policies if fast and p.band() is not None and not p.replace_sinks
-               and not (store is not None and store.done(unit_name(p)))]
-    if len(sharing) > 1 and any(p.window for p in sharing):
-        # Every band policy reads tokens 0..W-1 exactly as dense does: read them once.
-        length = min(len(ids) - 1, max(p.window for p in sharing if p.window))
-        with torch.no_grad():
-            decoder = LlamaDecoder(model)
-            prefix = SharedPrefix.compute(decoder, torch.as_tensor(ids).to(decoder.device), length, chunk)
+    prefixes: dict[KVCacheQuant | None, SharedPrefix] = {}
+    for quant in quants:
+        sharing = [p for p in policies if fast and p.band() is not None and not p.replace_sinks
+                   and not (store is not None and store.done(unit_name(p, quant)))]
+        if len(sharing) > 1 and any(p.window for p in sharing):
+            # Every band policy reads tokens 0..W-1 exactly as dense does (through the same quantiser): read them once.
+            length = min(len(ids) - 1, max(p.window for p in sharing if p.window))
+            with torch.no_grad():
+                decoder = LlamaDecoder(model)
+                tokens = torch.as_tensor(ids).to(decoder.device)
+                quantizer = None if quant is None else quant.bind(model, tokens)
+                prefixes[quant] = SharedPrefix.compute(decoder, tokens, length, chunk, quantizer)
     rows: list[dict] = []
-    for policy in policies:
-        unit = unit_name(policy)
+    for policy, quant in units:
+        unit = unit_name(policy, quant)
         if store is not None and store.done(unit):
             rows += store.rows(unit)
             continue
         stream = stream_nll(model, ids, policy, fast=fast, chunk=chunk, recompute_stride=recompute_stride,
-                            progress=progress, shared_prefix=prefix)
-        unit_rows = policy_rows(model, stream, policy, len(ids), curve_bin, seed)
+                            progress=progress, shared_prefix=prefixes.get(quant), kv_quant=quant)
+        unit_rows = policy_rows(model, stream, policy, len(ids), curve_bin, seed, quant, quantised)
         if log is not None:
             ppl = next(r for r in unit_rows if r["metric"] == "perplexity")
-            log(f"{policy.label():<24} perplexity {ppl['value']:10.3f}  ({stream.path} path, "
+            label = policy.label() if quant is None else f"{policy.label()} | {quant.label()}"
+            log(f"{label:<24} perplexity {ppl['value']:10.3f}  ({stream.path} path, "
                 f"{stream.tokens_per_second:.0f} tok/s, at most {stream.max_keys} keys per query)")
         if store is not None:
             store.add(unit, unit_rows)
         rows += unit_rows
-    header = provenance(EXPERIMENT, model, dataset, seed=seed, policies=[unit_name(p) for p in policies],
-                        **settings, shared_prefix_tokens=prefix.length if prefix else 0,
+    header = provenance(EXPERIMENT, model, dataset, seed=seed, policies=names,
+                        **settings, shared_prefix_tokens=max((p.length for p in prefixes.values()), default=0),
                         wall_seconds=round(time.perf_counter() - started, 3))
     if store is not None:
         return store.finish(header)
