@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workbench.cli.common import add_data_args, add_model_arg
+from workbench.cli.common import add_data_args, add_model_arg, check_outputs, interval
 from workbench.core.errors import InputError
 
 NAME = "run"
@@ -15,6 +15,7 @@ EXAMPLE = (
     "  sinkbench run -i mask-sink -i \"scale-sink:gamma=0.5,layers=3-10\" --window 128 --n-windows 16\n"
     "  sinkbench run -i \"mask-sink:layers=0-5 + zero-sink-value:layers=6-10\"     # composition\n"
     "  sinkbench run --sweep head -i zero-implicit-bias --attribution --json out/sweep.json   # resumable\n"
+    "  sinkbench run --sweep head -i zero-head --json out/s.json --executor ray --address auto --workers 8\n"
     "  sinkbench run --model minilm-l6 --sink sep -i mask-sink                     # encoder metrics\n"
     "  sinkbench run --model shapes-vit-reg4 --high-norm top:1 -i mask-sink:sink=reg -i mask-sink:sink=top-norm "
     "-i test-time-register   # ViT: accuracy, logit change, KL\n"
@@ -51,8 +52,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attribution", action="store_true",
                         help="with --sweep head: also the attribution-patching estimate and its Spearman rho")
     parser.add_argument("--no-resume", action="store_true", help="ignore a partial journal of an earlier run")
+    parser.add_argument("--force", action="store_true",
+                        help="recompute even when --json holds a finished run of the same spec and data")
     parser.add_argument("--json", type=Path, default=None, help="write the Results here (.json/.csv); journaled")
+    add_executor_args(parser)
     parser.set_defaults(func=execute)
+
+
+def add_executor_args(parser: argparse.ArgumentParser) -> None:
+    """--executor local|ray and the Ray options (workbench.experiment.executors; `run` and `figures`)."""
+    group = parser.add_argument_group("where the passes run (docs/SCALE.md)")
+    group.add_argument("--executor", choices=["local", "ray"], default=None,
+                       help="local (this process, the default) or ray (the same rows, on Ray workers; needs the "
+                            "[distributed] extra)")
+    group.add_argument("--address", default=None,
+                       help="with --executor ray: auto or HOST:PORT of a running cluster (default: start a local "
+                            "Ray for this run and stop it after)")
+    group.add_argument("--workers", type=int, default=None, help="with --executor ray: workers (default: as many "
+                                                                 "as the cluster's CPUs or GPUs hold)")
+    group.add_argument("--cpus-per-worker", type=int, default=None, help="with --executor ray: CPUs (torch threads) "
+                                                                         "per worker (default 1)")
+    group.add_argument("--gpus-per-worker", type=float, default=None, help="with --executor ray: GPUs per worker "
+                                                                           "(default 0; fractions share a GPU)")
+
+
+def executor_from_flags(args: argparse.Namespace) -> dict | None:
+    """The executor the flags ask for, as spec options ({"kind": "ray", "workers": 4, ...}); None without flags."""
+    options = {key: getattr(args, key) for key in ("address", "workers", "cpus_per_worker", "gpus_per_worker")
+               if getattr(args, key, None) is not None}
+    if args.executor != "ray" and options:
+        flag = "--" + next(iter(options)).replace("_", "-")
+        raise InputError(f"{flag} is an option of --executor ray; add --executor ray (or drop {flag})")
+    return None if args.executor is None else {"kind": args.executor, **options}
 
 
 def spec_from_flags(args: argparse.Namespace):
@@ -89,23 +120,41 @@ def spec_from_flags(args: argparse.Namespace):
     blob = {"model": args.model, "data": data, "run": run, **({"sweep": sweep} if sweep else {})}
     if args.device:
         blob["device"] = args.device
+    if (executor := executor_from_flags(args)) is not None:
+        blob["executor"] = executor
     return RunSpec.from_dict(blob, "<command line>")
 
 
-def execute(args: argparse.Namespace) -> int:
+def load_spec(path: Path):
+    """The RunSpec in a TOML file; a file that is not text is one error, not a UnicodeDecodeError."""
     from workbench.experiment.spec import RunSpec
 
-    spec = RunSpec.load(args.spec) if args.spec else spec_from_flags(args)
+    try:
+        return RunSpec.load(path)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"spec {path} is not UTF-8 text (byte {exc.start}); a spec is a TOML file") from None
+
+
+def execute(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec) if args.spec else spec_from_flags(args)
     if args.spec and args.json:
         spec.run["out"] = str(args.json)
+    if args.spec and (executor := executor_from_flags(args)) is not None:  # the flags override the spec's
+        from workbench.experiment.executors import check_options
+
+        spec.executor = check_options(executor, "--executor")
     if args.explain:
         print(spec.explain())
         return 0
     if not spec.sweep and not spec.interventions():
         raise InputError("nothing to run: give -i INTERVENTION (see `sinkbench run --help`) or a spec file")
-    results = spec.execute()
+    check_outputs(Path(spec.run["out"]) if "out" in spec.run else None)  # before the model loads
+    results = spec.execute(force=args.force)
     print(summarize_run(results))
     if "out" not in spec.run:
+        return 0
+    if results.provenance.get("reused"):
+        print(f"kept {spec.run['out']}: it holds these {len(results)} rows already (--force recomputes)")
         return 0
     print(f"wrote {len(results)} rows to {spec.run['out']}")
     return 0
@@ -117,8 +166,8 @@ def summarize_run(results) -> str:
     frame = frame[frame.metric.isin(SUMMARY_METRICS)]
     if frame.empty:
         return "(no rows)"
-    cell = frame.apply(lambda r: f"{r.value:.4f}" + (f" [{r.ci_low:.4f}, {r.ci_high:.4f}]"
-                                                     if r.metric == "delta_loss" and r.ci_low == r.ci_low else ""), axis=1)
+    cell = frame.apply(lambda r: f"{r.value:.4f}" + (f" [{interval(r.ci_low, r.ci_high, ', ')}]"
+                                                     if r.metric == "delta_loss" else ""), axis=1)
     table = frame.assign(cell=cell).pivot_table(index="intervention", columns="metric", values="cell",
                                                 aggfunc="first", sort=False)
     text = table.fillna("").to_string()

@@ -11,6 +11,11 @@ about 270 forward passes, not 540. With `out=`, every intervention is journaled 
 (`ResultStore`, fsynced): a sweep killed half-way resumes without recomputing them, and a rerun of a
 finished run reuses its file (`force=True` recomputes).
 
+The passes are cut into pure jobs (model name and checksum, data and its hash, stacks of units) -> the rows of
+whole units, handed to an executor (workbench.experiment.executors): `local` runs them here, `ray` on Ray
+workers that keep the model loaded. The stacks are the same either way and this process alone writes the
+journal and the file, so a run writes the same rows wherever its jobs ran.
+
 Metrics (see workbench.core.metrics): causal LMs `loss`, `delta_loss`, `kl`, `top1_agreement` and, with a
 token pair, `logit_diff`; encoders `embedding_cosine` (mean-pooled final residual stream vs the
 baseline's) and `embedding_change` (||e' - e|| / ||e||), because a checkpoint without a trained LM head
@@ -42,6 +47,8 @@ from workbench.core.metrics import SequenceStats
 from workbench.core.modelinfo import info
 from workbench.core.progress import progress_bar
 from workbench.core.results import Results, ResultStore, cached, check_output_path, provenance
+from workbench.experiment import executors
+from workbench.experiment.executors import Executor, LocalExecutor, ModelRef, Shared, WorkerState
 from workbench.experiment.scoring import scorer_for
 from workbench.passes import Hook, PassContext, check_data, device_of
 
@@ -186,15 +193,137 @@ def _sink_digest(unit: Unit, model: Any, batches: list) -> str | None:
     return digest.hexdigest()[:16]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Scoring:
+    """What turns forward passes into rows, besides the model and the data (every job carries it)."""
+
+    experiment: str
+    metrics: tuple[str, ...]
+    pair: tuple[int, int] | None
+    seed: int
+    batch_size: int
+
+
+class _Passes:
+    """One model on one dataset: the batches, and the baseline's outputs while they fit in memory."""
+
+    def __init__(self, model: Any, data: Any, batch_size: int):
+        self.model, self.data = model, data
+        self.model_info = info(model)
+        self.scorer = scorer_for(self.model_info)
+        self.device = device_of(model)
+        self.batches = [(index, tokens, data.model_inputs(index, tokens)) for index, tokens in data.batches(batch_size)]
+        width = self.model_info.vocab_size if self.model_info.causal else self.model_info.d_model
+        self.keep_baseline = sum(t.numel() for _, t, _ in self.batches) * width * 4 <= _LOGIT_CACHE_BYTES
+        self.rows_per_batch = max(1, max(t.shape[0] for _, t, _ in self.batches))
+        self._baseline: dict[int, torch.Tensor] = {}
+
+    def baseline_output(self, b: int, inputs: torch.Tensor, tick: Callable[[], None] | None) -> torch.Tensor:
+        if b in self._baseline:
+            return self._baseline[b]
+        with torch.no_grad():
+            output = self.scorer.outputs(self.model, inputs, [])
+        if tick is not None:
+            tick()
+        if not torch.isfinite(output).all():
+            raise InterventionError(f"the baseline forward pass of {self.model_info.name} is not finite")
+        if self.keep_baseline:
+            self._baseline[b] = output
+        return output
+
+    def score(self, stacks: list[list[Unit]], states: dict[str, Any], scoring: _Scoring,
+              baseline: _Accumulator | None = None, tick: Callable[[], None] | None = None) -> dict[str, _Accumulator]:
+        """Per-sequence statistics of every unit of `stacks` (each stack one forward pass per batch) over all
+        the data, against the baseline; with `baseline`, the baseline's own statistics are added to it."""
+        model, scorer, pair = self.model, self.scorer, scoring.pair
+        accumulators = {u.key: _Accumulator() for stacked in stacks for u in stacked}
+        for b, (index, tokens, inputs) in enumerate(self.batches):
+            tokens, inputs = tokens.to(self.device), inputs.to(self.device)
+            labels = _labels(self.data, index)
+            base = self.baseline_output(b, inputs, tick)
+            base_stats = scorer.baseline(base, tokens, pair, labels)
+            if baseline is not None:
+                for metric, value in base_stats.items():
+                    baseline.add(metric, value)
+            reference = scorer.reference(base) if stacks else None
+            for stacked in stacks:
+                n = tokens.shape[0]
+                big = inputs.repeat(len(stacked), *([1] * (inputs.dim() - 1)))
+                scratch: dict = {}
+                hooks = []
+                for j, unit in enumerate(stacked):
+                    spec = unit.intervention.sink_spec()
+                    key = spec.key_mask(tokens, model, index=index)
+                    ctx = PassContext(model, tokens, slice(j * n, (j + 1) * n), key,
+                                      sites.query_mask(key, self.model_info.causal), states.get(unit.key), scratch,
+                                      index=list(index))
+                    hooks += unit.intervention.hooks(model, ctx)
+                with torch.no_grad():
+                    output = scorer.outputs(model, big, hooks)
+                if tick is not None:
+                    tick()
+                for j, unit in enumerate(stacked):
+                    piece = output[j * n:(j + 1) * n]
+                    if not torch.isfinite(piece.float().sum()):  # NaN/inf propagate into the sum; one cheap pass
+                        layer = _first_nonfinite_layer(model, unit, tokens, inputs, states.get(unit.key), index)
+                        where = f" (first non-finite residual stream after layer {layer})" if layer is not None else ""
+                        raise InterventionError(f"intervention {unit.key} produced NaN/inf outputs{where}")
+                    for metric, value in scorer.unit(piece, base, tokens, pair, base_stats, labels,
+                                                     reference).items():
+                        accumulators[unit.key].add(metric, value)
+        return accumulators
+
+
+def _passes_key(model: ModelRef, data_key: str, batch_size: int) -> tuple:
+    """What a worker keeps a `_Passes` (batches, baseline logits) under: the model, the data, the batching."""
+    return "passes", model, data_key, batch_size
+
+
+@dataclasses.dataclass
+class _UnitsJob:
+    """A pure job: (model name and checksum, data and its hash, stacks of units, shard) -> the rows of whole
+    units over all the data, so each unit's value and interval are computed in one place; the first job of a
+    run also returns the baseline's rows."""
+
+    number: int
+    model: ModelRef
+    data: Shared
+    states: Shared
+    stacks: list[list[Unit]]
+    scoring: _Scoring
+    baseline: bool = False
+
+    def describe(self) -> str:
+        keys = [u.key for stacked in self.stacks for u in stacked]
+        return (f"job {self.number + 1} of {self.scoring.experiment} on {self.model.name} (units {keys[0]}"
+                + (f" .. {keys[-1]}, {len(keys)} in all)" if len(keys) > 1 else ")"))
+
+    def passes_key(self) -> tuple:
+        return _passes_key(self.model, self.data.key, self.scoring.batch_size)
+
+    def run(self, state: WorkerState) -> tuple[dict[str, list[dict]], list[dict] | None]:
+        model = state.model(self.model)
+        data = state.get(self.data)
+        s = self.scoring
+        passes = state.keep(self.passes_key(), lambda: _Passes(model, data, s.batch_size))
+        baseline = _Accumulator() if self.baseline else None
+        found = passes.score(self.stacks, state.get(self.states), s, baseline, state.tick)
+        rows = {u.key: _rows(u.key, found[u.key], s.metrics, s.seed, u.columns, s.experiment)
+                for stacked in self.stacks for u in stacked}
+        return rows, (_rows("none", baseline, s.metrics, s.seed, {}, s.experiment) if baseline is not None else None)
+
+
 def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | dict] = (),
         metrics: Sequence[str] | None = None, batch_size: int = 8, seed: int = 0, out: str | Path | None = None,
         resume: bool = True, progress: bool = True, logit_pair: Any = None, rows_per_forward: int = 16,
         units: Sequence[Unit] | None = None, states: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
         experiment: str = "run", units_per_chunk: int | None = None, force: bool = False,
-        flush_seconds: float = 5.0, log: Callable[[str], None] | None = None) -> Results:
+        flush_seconds: float = 5.0, log: Callable[[str], None] | None = None,
+        executor: Executor | str | dict | None = None) -> Results:
     """Baseline + one pass per intervention over `data`; tidy rows per (intervention, metric).
 
         >>> run(model, data, ["mask-sink", "scale-sink:gamma=0.5,layers=3-10"], out="out/run.json")
+        >>> run(model, data, interventions, executor={"kind": "ray", "workers": 4})   # same rows, on Ray
 
     Rows: {"intervention": str, "metric": ..., "value", "n", "ci_low", "ci_high"}; the baseline is
     intervention "none" (in the returned Results and in the `out` file alike). `rows_per_forward` bounds how
@@ -206,6 +335,11 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
     `units_per_chunk` fixes that group size instead. A rerun resumes an unfinished journal; a finished `out`
     file made by the same run (model weights, data hash, interventions, metrics, seed) is reused as it is,
     with a message (`log`, default stderr); `force=True` recomputes everything.
+
+    `executor`: where the forward passes run (workbench.experiment.executors): "local" (default, this
+    process), "ray" or a table of Ray options, or an Executor the caller keeps open across runs. Every
+    executor writes the same rows; the journal does not depend on it, so a run killed on Ray resumes locally
+    and the other way round.
     """
     started = time.perf_counter()
     say = log or _say
@@ -215,6 +349,8 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
     if units_per_chunk is not None:
         check_range("units_per_chunk", units_per_chunk, 1, 1 << 20)
     flush_seconds = check_number("flush_seconds", flush_seconds, low=0.0)
+    if not isinstance(executor, Executor):
+        executors.check_options(executor)  # a bad option fails before any pass
     scorer = scorer_for(model_info)
     if metrics is not None:
         metrics = check_list("metrics", metrics, "['loss', 'kl']")
@@ -238,12 +374,12 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
         unit.intervention.validate(model)
     if out is not None:
         check_output_path(out)
-    batches = [(index, tokens, data.model_inputs(index, tokens)) for index, tokens in data.batches(batch_size)]
+    passes = _Passes(model, data, batch_size)
     for unit in units:  # data-dependent checks (sink positions, tokens present, mask shapes) also before any pass
         spec = unit.intervention.sink_spec()
-        for index, tokens, _ in batches:
+        for index, tokens, _ in passes.batches:
             sites.query_mask(spec.key_mask(tokens, model, index=index), model_info.causal)
-    sink_digests = {u.key: d for u in units if (d := _sink_digest(u, model, batches)) is not None}
+    sink_digests = {u.key: d for u in units if (d := _sink_digest(u, model, passes.batches)) is not None}
     identity = {"experiment": experiment, "model": model_info.name, "weights": model_info.weights_sha256,
                 "data": data.hash(), "units": [[u.key, u.intervention.spec(), u.columns] for u in units],
                 "metrics": list(chosen), "seed": seed, "logit_pair": list(pair) if pair else None,
@@ -255,7 +391,6 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
         return finished
     store = ResultStore(out, identity, resume=resume and not force) if out is not None else None
     todo = [u for u in units if store is None or not store.done(u.key)]
-    device = device_of(model)
     if callable(states):  # computed only when some unit still needs computing (sweeps share one first pass)
         states = states() if todo else {}
     states = dict(states or {})
@@ -271,95 +406,64 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
         if described is not None:
             prepared_info[unit.key] = described
 
-    logit_bytes = sum(t.numel() for _, t, _ in batches) * (model_info.vocab_size if model_info.causal else
-                                                          model_info.d_model) * 4
-    keep_baseline = logit_bytes <= _LOGIT_CACHE_BYTES
-    baseline_cache: dict[int, torch.Tensor] = {}
-    baseline = _Accumulator()
-    baseline_done = False
-    per_batch_rows = max(1, max(t.shape[0] for _, t, _ in batches))
-    stack = max(1, rows_per_forward // per_batch_rows)
-    if store is None:
-        chunk = max(len(todo), 1)  # nothing to journal: every unit shares each batch's baseline pass
-    elif units_per_chunk is not None:
-        chunk = max(stack, units_per_chunk)
-    else:  # journal each stack as it finishes; grow only when the baseline must be recomputed per group
-        chunk = stack
+    scoring = _Scoring(experiment, tuple(chosen), pair, seed, batch_size)
+    stack = max(1, rows_per_forward // passes.rows_per_batch)
     rows: list[dict] = []
-    total_steps = len(batches) * (-(-len(todo) // stack) + 1) if todo else len(batches)
+    baseline_rows: list[dict] | None = None
+    total_steps = len(passes.batches) * (-(-len(todo) // stack) + 1) if todo else len(passes.batches)
     bar = iter(progress_bar(range(total_steps), desc=experiment, enabled=progress, total=total_steps))
+    with executors.using(executor) as pool:
+        local = isinstance(pool, LocalExecutor)
+        if store is None and local:
+            chunk = max(len(todo), 1)  # nothing to journal: every unit shares each batch's baseline pass
+        elif units_per_chunk is not None:
+            chunk = max(stack, units_per_chunk)
+        else:  # journal each stack as it finishes (a job each on Ray); bigger groups when the baseline is recomputed
+            chunk = stack if passes.keep_baseline or local else 16 * stack
+        adaptive = local and store is not None and units_per_chunk is None and not passes.keep_baseline
+        plan = {"chunk": chunk, "started": 0.0}
+        worker = WorkerState(model=model, tick=lambda: next(bar, None))  # the local executor's: this model
 
-    def baseline_output(b: int, inputs: torch.Tensor) -> torch.Tensor:
-        if b in baseline_cache:
-            return baseline_cache[b]
-        with torch.no_grad():
-            output = scorer.outputs(model, inputs, [])
-        next(bar, None)
-        if not torch.isfinite(output).all():
-            raise InterventionError(f"the baseline forward pass of {model_info.name} is not finite")
-        if keep_baseline:
-            baseline_cache[b] = output
-        return output
+        def jobs(model_ref: ModelRef, data_ref: Shared, states_ref: Shared) -> Iterator[_UnitsJob]:
+            start = number = 0
+            while start < len(todo):
+                group = todo[start:start + plan["chunk"]]
+                start += len(group)
+                plan["started"] = time.perf_counter()
+                yield _UnitsJob(number, model_ref, data_ref, states_ref, list(_stacks(group, stack)), scoring,
+                                baseline=number == 0)
+                number += 1
 
-    start = 0
-    while start < len(todo):
-        group = todo[start:start + chunk]
-        start += len(group)
-        group_started = time.perf_counter()
-        accumulators = {u.key: _Accumulator() for u in group}
-        for b, (index, tokens, inputs) in enumerate(batches):
-            tokens, inputs = tokens.to(device), inputs.to(device)
-            labels = _labels(data, index)
-            base = baseline_output(b, inputs)
-            base_stats = scorer.baseline(base, tokens, pair, labels)
-            reference = scorer.reference(base)
-            if not baseline_done:
-                for metric, value in base_stats.items():
-                    baseline.add(metric, value)
-            for stacked in _stacks(group, stack):
-                n = tokens.shape[0]
-                big = inputs.repeat(len(stacked), *([1] * (inputs.dim() - 1)))
-                scratch: dict = {}
-                hooks = []
-                for j, unit in enumerate(stacked):
-                    spec = unit.intervention.sink_spec()
-                    key = spec.key_mask(tokens, model, index=index)
-                    ctx = PassContext(model, tokens, slice(j * n, (j + 1) * n), key,
-                                      sites.query_mask(key, model_info.causal), states.get(unit.key), scratch,
-                                      index=list(index))
-                    hooks += unit.intervention.hooks(model, ctx)
-                with torch.no_grad():
-                    output = scorer.outputs(model, big, hooks)
-                next(bar, None)
-                for j, unit in enumerate(stacked):
-                    piece = output[j * n:(j + 1) * n]
-                    if not torch.isfinite(piece.float().sum()):  # NaN/inf propagate into the sum; one cheap pass
-                        layer = _first_nonfinite_layer(model, unit, tokens, inputs, states.get(unit.key), index)
-                        where = f" (first non-finite residual stream after layer {layer})" if layer is not None else ""
-                        raise InterventionError(f"intervention {unit.key} produced NaN/inf outputs{where}")
-                    for metric, value in scorer.unit(piece, base, tokens, pair, base_stats, labels,
-                                                     reference).items():
-                        accumulators[unit.key].add(metric, value)
-        baseline_done = True
-        for unit in group:
-            unit_rows = _rows(unit.key, accumulators[unit.key], chosen, seed, unit.columns, experiment)
-            if store is not None:
-                store.add(unit.key, unit_rows)
-            rows += unit_rows
-        if store is not None and units_per_chunk is None and not keep_baseline and \
-                time.perf_counter() - group_started < flush_seconds / 2:
-            chunk = min(chunk * 2, 16 * stack)  # amortise the recomputed baseline while a group stays short
-    if not baseline_done:  # everything was resumed: the baseline still needs its pass
-        for b, (index, tokens, inputs) in enumerate(batches):
-            tokens = tokens.to(device)
-            for metric, value in scorer.baseline(baseline_output(b, inputs.to(device)), tokens, pair,
-                                                 _labels(data, index)).items():
-                baseline.add(metric, value)
-    baseline_rows = _rows("none", baseline, chosen, seed, {}, experiment)
+        if todo:
+            if local:
+                refs = (ModelRef(model_info.name, "this process"), Shared("data", data), Shared("states", states))
+                worker.keep(_passes_key(refs[0], "data", batch_size), lambda: passes)  # its batches and baseline
+            else:
+                refs = (ModelRef.of(model), pool.share(f"data:{identity['data'][:16]}", data),
+                        pool.share("states", states))
+                say(f"{experiment}: {len(todo)} units, up to {chunk} a job; {executors.describe(pool)}")
+            for job_rows, job_baseline in pool.map(jobs(*refs), worker):
+                for key, unit_rows in job_rows.items():
+                    if store is not None:
+                        store.add(key, unit_rows)
+                    rows += unit_rows
+                if job_baseline is not None:
+                    baseline_rows = job_baseline
+                if not local:  # the workers' passes, counted as their rows come back
+                    for _ in range(len(passes.batches) * -(-len(job_rows) // stack)):
+                        next(bar, None)
+                if adaptive and time.perf_counter() - plan["started"] < flush_seconds / 2:
+                    plan["chunk"] = min(plan["chunk"] * 2, 16 * stack)  # amortise the recomputed baseline
+        if baseline_rows is None:  # everything was resumed: the baseline still needs its pass (here)
+            baseline = _Accumulator()
+            passes.score([], states, scoring, baseline, worker.tick)
+            baseline_rows = _rows("none", baseline, chosen, seed, {}, experiment)
+        ran_on = {} if local else {"executor": pool.describe()}
     header = provenance(experiment, model, data, seed=seed, metrics=list(chosen), batch_size=batch_size,
                         interventions={u.key: u.intervention.spec() for u in units},
                         logit_pair=list(pair) if pair else None, prepared=prepared_info or None,
-                        resumed_units=len(units) - len(todo), wall_seconds=round(time.perf_counter() - started, 3))
+                        resumed_units=len(units) - len(todo), wall_seconds=round(time.perf_counter() - started, 3),
+                        **ran_on)
     if store is not None:
         return store.finish(header, leading_rows=baseline_rows)
     return Results(baseline_rows + rows, header)
@@ -438,8 +542,10 @@ def sweep(model: Any, data: Dataset, intervention: Intervention | str, over: str
     """Run an intervention on each layer or each (layer, head) separately; rows carry layer/head columns.
 
         >>> sweep(model, data, "zero-implicit-bias", over="head", out="out/zib-heads.json")
+        >>> sweep(model, data, "zero-head", out="out/zh.json", executor={"kind": "ray", "workers": 8})
 
-    Statistics an intervention needs (`mean-*`) are collected once, for the whole scope, and shared.
+    Statistics an intervention needs (`mean-*`) are collected once, for the whole scope, and shared (on Ray,
+    computed here and sent to the workers once). `run_options`: those of `run`, `executor` included.
     """
     base = as_intervention(intervention)
     base.validate(model)

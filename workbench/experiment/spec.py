@@ -27,6 +27,13 @@ gamma = 0.25
 intervention = "zero-implicit-bias"
 over = "head"
 attribution = true                     # also estimate it by attribution patching
+
+[executor]                             # optional: where the passes run (default "local"; docs/SCALE.md)
+kind = "ray"                           # or the short form: executor = "ray"
+address = "auto"                       # auto | HOST:PORT; none: a local Ray started for the run
+workers = 4
+cpus_per_worker = 2
+gpus_per_worker = 0
 ```
 """
 
@@ -39,7 +46,7 @@ from typing import Any
 
 from workbench.core.errors import InputError, WorkbenchError
 
-_TOP = {"model", "device", "data", "run", "sweep"}
+_TOP = {"model", "device", "data", "run", "sweep", "executor"}
 _DATA = {"corpus": str, "document": str, "text_file": str, "jsonl": str, "prompts": str, "window": int,
          "n_windows": int, "prepend_bos": bool, "seed": int, "images": str, "n_images": int, "high_norm": str}
 _RUN = {"interventions": list, "intervention": list, "metrics": list, "batch_size": int, "seed": int, "out": str,
@@ -82,6 +89,7 @@ class RunSpec:
     run: dict[str, Any] = dataclasses.field(default_factory=dict)
     sweep: dict[str, Any] | None = None
     source: str = "<flags>"
+    executor: str | dict[str, Any] | None = None  # "local" | "ray" | a table of Ray options (executors.check_options)
 
     @classmethod
     def load(cls, path: str | Path) -> RunSpec:
@@ -105,8 +113,14 @@ class RunSpec:
             if name in blob and not isinstance(blob[name], dict):
                 raise InputError(f"spec {source}: [{name}] must be a table")
             _check(blob.get(name, {}), allowed, f"[{name}]")
+        executor = blob.get("executor")
+        if executor is not None:
+            from workbench.experiment.executors import check_options
+
+            check_options(executor, f"spec {source}: executor")  # the form and ranges now; the cluster at execute
+            executor = dict(executor) if isinstance(executor, dict) else executor
         spec = cls(blob.get("model", "smollm2-135m"), blob.get("device"), dict(blob.get("data", {})),
-                   dict(blob.get("run", {})), dict(blob["sweep"]) if "sweep" in blob else None, source)
+                   dict(blob.get("run", {})), dict(blob["sweep"]) if "sweep" in blob else None, source, executor)
         spec.interventions()  # parse now: a malformed entry points at its key before anything loads
         spec._check_values()
         if spec.sweep is not None:
@@ -239,24 +253,39 @@ class RunSpec:
         needs_first_pass = [str(u) for u in units if needs_statistics(u)]
         if needs_first_pass:
             lines.append("first passes (statistics): " + "; ".join(needs_first_pass))
+        if self.executor is not None:
+            from workbench.experiment.executors import check_options, describe
+
+            lines.append(describe(self.executor))
+            if self.sweep and self.sweep.get("attribution") and check_options(self.executor)["kind"] != "local":
+                lines.append("attribution estimate: in this process (it needs gradients of one model)")
         out = self.run.get("out")
         lines.append(f"output: {out} (journaled: a rerun resumes an unfinished run and reuses a finished file "
                      "made by the same run; --force recomputes)" if out else
                      "output: printed only (set [run].out to save)")
         return "\n".join(lines)
 
-    def execute(self, progress: bool = True, force: bool = False):
-        """Run the spec; a finished `out` file of the same run is reused (with a message) unless `force`."""
+    def execute(self, progress: bool = True, force: bool = False, executor: Any = None):
+        """Run the spec; a finished `out` file of the same run is reused (with a message) unless `force`.
+
+        `executor` (a name, options or an Executor) overrides the spec's `executor`; the intervention passes
+        run there (the attribution estimate of a sweep runs in this process)."""
         from workbench import zoo
-        from workbench.experiment.attribution import attribution_sweep, spearman
-        from workbench.experiment.runner import run, sweep
+        from workbench.experiment import executors
 
         model = zoo.load(self.model, device=self.device)
         dataset = self.load_data(model)
+        with executors.using(executor if executor is not None else self.executor) as pool:
+            return self._execute(model, dataset, progress, force, pool)
+
+    def _execute(self, model: Any, dataset: Any, progress: bool, force: bool, pool: Any):
+        from workbench.experiment.attribution import attribution_sweep, spearman
+        from workbench.experiment.runner import run, sweep
+
         options = {"metrics": self.run.get("metrics"), "batch_size": self.run.get("batch_size", 8),
                    "seed": self.run.get("seed", 0), "logit_pair": self.run.get("logit_pair"),
                    "resume": self.run.get("resume", True), "progress": progress,
-                   "rows_per_forward": self.run.get("rows_per_forward", 16), "force": force}
+                   "rows_per_forward": self.run.get("rows_per_forward", 16), "force": force, "executor": pool}
         out = self.run.get("out")
         if self.sweep:
             base = self.sweep_intervention()
