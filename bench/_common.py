@@ -18,7 +18,7 @@ os.environ.setdefault("SINKBENCH_PROGRESS", "0")
 import torch  # noqa: E402
 
 import workbench  # noqa: E402,F401
-from workbench import data, models  # noqa: E402
+from workbench import data, zoo  # noqa: E402
 
 OUT = Path(__file__).parent / "results"
 
@@ -26,8 +26,8 @@ OUT = Path(__file__).parent / "results"
 def setup(name: str = "smollm2-135m", window: int = 128, n: int = 8):
     """The bridge, an independent plain HF model (eager attention) and one batch of corpus windows."""
     torch.manual_seed(0)
-    bridge = models.load(name)
-    hf, _ = models.hf_reference(name)
+    bridge = zoo.load(name)
+    hf, _ = zoo.hf_reference(name)
     dataset = data.corpus_windows(bridge, "austen", window=window, n_windows=n)
     return bridge, hf, dataset
 

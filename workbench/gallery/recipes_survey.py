@@ -275,6 +275,38 @@ def _(results, ctx):
             "with the exact per-head sweep.")
 
 
+@recipe("attribution-vs-exact", title="Attribution patching vs the exact per-head sweep",
+        reproduces="Kramár et al. 2024 (AtP*), Fig. 1 style: estimate vs activation patching per node",
+        params={"window": 64, "n": 4, "intervention": "mask-sink", "mode": "atp*"},
+        quick_params={"window": 16, "n": 2})
+def attribution_vs_exact(ctx: FigureContext) -> Results:
+    model, windows = ctx.model(), _windows(ctx)
+    name, mode = ctx.params["intervention"], ctx.params["mode"]
+    estimate = attribution_sweep(model, windows, name, progress=False, mode=mode)
+    exact = sweep(model, windows, name, over="head", metrics=("delta_loss",), progress=False)
+    rows = [{**r, "part": "estimate"} for r in estimate] + [{**r, "part": "exact"} for r in exact]
+    return Results(rows, {**exact.provenance, "mode": mode, "cost": estimate.provenance["cost"],
+                          "attribution_wall_seconds": estimate.provenance["wall_seconds"]})
+
+
+@attribution_vs_exact.plotter
+def _(results, ctx):
+    return plots.attribution_scatter(results.filter(part="estimate"), results.filter(part="exact"))
+
+
+@attribution_vs_exact.captioner
+def _(results, ctx):
+    from workbench.experiment.attribution import compare
+
+    estimate = results.filter(part="estimate")
+    k = min(10, len(estimate))
+    scores = compare(estimate, results.filter(part="exact"), k=k)
+    return (f"Each point is one head of {_where(results)}: the {scores['mode']} estimate of the loss change when "
+            f"{ctx.params['intervention']} acts on that head alone, against the exact change (one forward pass per "
+            f"head). Spearman {scores['spearman']:.2f}, top-{k} recall {scores[f'top{k}_recall']:.1f}, at "
+            f"{scores['cost_fb']:g} forward+backward equivalents instead of {scores['exact_fb']} forward passes.")
+
+
 # --------------------------------------------------------------------------------------------------
 # Encoders
 # --------------------------------------------------------------------------------------------------

@@ -120,21 +120,50 @@ def dormant_heads(sink_scores: Results, ablation: Results, metric: str = "delta_
     return fig, merged.rename(columns={"value_sink": score_metric, "value_effect": metric})
 
 
-def attribution_scatter(estimate: Results, exact: Results, metric: str = "delta_loss"):
-    """Attribution-patching estimate vs the exact sweep, one point per head."""
+def attribution_scatter(estimate: Results, exact: Results, metric: str = "delta_loss", k: int = 10):
+    """Attribution-patching estimate vs the exact sweep, one point per head (coloured by layer; the exact top-k
+    heads by |effect| ringed), with the Spearman rank correlation, the top-k recall and the estimate's cost.
+
+    Inputs: `experiment.attribution_sweep` and `experiment.sweep(..., over="head")` Results. The frame holds
+    every plotted head and, in every row, the three numbers of the title (spearman, top{k}_recall, cost_fb)."""
+    from workbench.core.metrics import spearman
+
     guess = require(estimate.df, "attribution_delta_loss", "attribution_scatter")[["layer", "head", "value"]]
     truth = require(exact.df, metric, "attribution_scatter")
     truth = truth[truth["head"].notna()][["layer", "head", "value"]]
     merged = guess.merge(truth, on=["layer", "head"], suffixes=("_estimate", "_exact"))
+    if merged.empty:
+        raise KeyError("attribution_scatter: no (layer, head) in both the estimate and the exact sweep")
+    k = min(k, len(merged))
+    # top-k by |value|, ties broken by (layer, head) as experiment.attribution.top_k_recall does
+    order = ["layer", "head"]
+    top_exact = merged.assign(m=-merged.value_exact.abs()).sort_values(["m", *order]).head(k).index
+    top_estimate = merged.assign(m=-merged.value_estimate.abs()).sort_values(["m", *order]).head(k).index
+    merged["top_exact"] = merged.index.isin(top_exact)
+    merged["top_estimate"] = merged.index.isin(top_estimate)
+    rho = spearman(merged.value_estimate, merged.value_exact) if len(merged) >= 3 else float("nan")
+    recall = len(set(top_exact) & set(top_estimate)) / k
+    cost = (estimate.provenance.get("cost") or {})
+    fb, exact_fb = cost.get("fb_equivalents"), cost.get("exact_sweep_forward_passes")
+    mode = estimate.provenance.get("mode") or "atp"
     fig, ax = style.new_figure("single")
-    ax.scatter(merged.value_exact, merged.value_estimate, s=8, c=merged.layer, cmap="viridis")
+    points = ax.scatter(merged.value_exact, merged.value_estimate, s=8, c=merged.layer, cmap="viridis", zorder=2)
+    ringed = merged[merged.top_exact]
+    ax.scatter(ringed.value_exact, ringed.value_estimate, s=40, facecolors="none", edgecolors=style.PALETTE[1],
+               lw=0.8, zorder=3, label=f"exact top {k} (|effect|)")
+    fig.colorbar(points, ax=ax, label="layer")
     low = float(min(merged.value_exact.min(), merged.value_estimate.min()))
     high = float(max(merged.value_exact.max(), merged.value_estimate.max()))
-    ax.plot([low, high], [low, high], ls=":", color="grey")
-    ax.set_xlabel(f"exact {metric.replace('_', ' ')}")
-    ax.set_ylabel("attribution estimate")
-    rho = exact.provenance.get("attribution_spearman")
-    style.label(ax, "attribution patching vs exact" + (f" (Spearman {rho:.2f})" if rho is not None else ""),
-                model_of(exact))
+    ax.plot([low, high], [low, high], ls=":", color="grey", label="estimate = exact")
+    ax.axhline(0, color="black", lw=0.4)
+    ax.axvline(0, color="black", lw=0.4)
+    ax.set_xlabel(f"exact {metric.replace('_', ' ')} (nats/token)")
+    ax.set_ylabel(f"{mode} estimate (nats/token)")
+    ax.legend(loc="upper left", fontsize=6.5)
+    spent = f"cost {fb:g} F+B" + (f" vs {exact_fb} F exact" if exact_fb else "") if fb is not None else "cost n/a"
+    ax.text(0.98, 0.02, f"Spearman {rho:.2f}\ntop-{k} recall {recall:.1f}\n{spent}", transform=ax.transAxes,
+            ha="right", va="bottom", fontsize=7, bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "lw": 0.5})
+    style.label(ax, f"attribution ({mode}) vs exact, {len(merged)} heads", model_of(exact))
+    merged = merged.assign(mode=mode, spearman=rho, **{f"top{k}_recall": recall}, cost_fb=fb)
     return fig, merged
 
