@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from workbench.cli.common import fetch_each
+from workbench.core.errors import InputError
 
 NAME = "data"
 SUMMARY = "list and fetch the bundled corpora and the photo set"
@@ -49,6 +50,8 @@ def fetch_corpora(args: argparse.Namespace) -> int:
             from workbench.vision import photos
 
             return photos.fetch_photos(force=force)
+        if name not in corpora.CORPORA:
+            raise InputError(f"unknown corpus or image set {name!r}: available {', '.join(corpora.CORPORA)}, photos")
         return corpora.fetch_corpus(name, force=force)
 
     return fetch_each(args, [*corpora.CORPORA, "photos"], fetch, "corpora / image sets")
