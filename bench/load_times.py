@@ -26,7 +26,7 @@ print(json.dumps({{"imports_s": t1 - t0, "load_s": t2 - t1}}))
 
 def main() -> None:
     report = {}
-    for name in ("smollm2-135m", "gemma3-270m", "minilm-l6"):
+    for name in ("smollm2-135m", "gemma3-270m", "minilm-l6", "qwen2.5-0.5b", "dinov2-s14"):
         runs = []
         for _ in range(3):
             done = subprocess.run([sys.executable, "-c", CHILD.format(name=name)], capture_output=True, text=True,

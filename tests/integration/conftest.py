@@ -24,3 +24,13 @@ def gemma3():
 @pytest.fixture(scope="session")
 def minilm():
     return bundled("minilm-l6")
+
+
+@pytest.fixture(scope="session")
+def qwen25():
+    return bundled("qwen2.5-0.5b")
+
+
+@pytest.fixture(scope="session")
+def dinov2():
+    return bundled("dinov2-s14")

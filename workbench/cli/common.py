@@ -116,14 +116,15 @@ def add_data_args(parser: argparse.ArgumentParser, window: int = 128, n_windows:
     group.add_argument("--window", type=integer(1), default=window, help=f"tokens per sequence T (default {window})")
     group.add_argument("--n-windows", type=integer(0), default=n_windows,
                        help=f"number of sequences (default {n_windows}; for files: at most this many, 0 = all)")
-    group.add_argument("--prepend-bos", action=argparse.BooleanOptionalAction, default=True,
-                       help="start each window with BOS ([CLS] ... [SEP] on encoders); recorded in provenance")
+    group.add_argument("--prepend-bos", action=argparse.BooleanOptionalAction, default=None,
+                       help="start each window with BOS ([CLS] ... [SEP] on encoders); default: the model's policy "
+                            "(on for every model but qwen2.5-0.5b); recorded in provenance")
     group.add_argument("--seed", type=integer(0), default=0, help="seed for random prompt sets and bootstrap (default 0)")
     group.add_argument("--batch-size", type=integer(1), default=8, help="sequences per forward pass (default 8)")
     images = parser.add_argument_group("images (image models: ViT / DeiT)")
     images.add_argument("--images", default=None,
-                        help="shapes (generated at the model's size, the default) or a .npz (images [n, H, W, C], "
-                             "optional labels) / .npy file")
+                        help="shapes (generated at the model's size, the default), photos (14 registry photographs; "
+                             "`sinkbench data fetch photos`) or a .npz (images [n, H, W, C], optional labels) / .npy file")
     images.add_argument("--n-images", type=integer(1), default=64, help="generated images (default 64; seeded by --seed)")
     images.add_argument("--high-norm", default=None, metavar="RULE",
                         help="flag high-norm patches for sink top-norm: top:K, abs:X or ratio:R, optionally @LAYER "

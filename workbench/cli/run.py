@@ -90,8 +90,10 @@ def spec_from_flags(args: argparse.Namespace):
     """The RunSpec that the command-line flags describe (what a TOML spec would say)."""
     from workbench.experiment.spec import RunSpec
 
-    data: dict = {"window": args.window, "n_windows": args.n_windows, "prepend_bos": args.prepend_bos,
+    data: dict = {"window": args.window, "n_windows": args.n_windows,
                   "seed": args.seed, "corpus": args.corpus, "n_images": args.n_images}
+    if args.prepend_bos is not None:  # unset: the model's own policy (the spec's default too)
+        data["prepend_bos"] = args.prepend_bos
     for key in ("text_file", "jsonl", "prompts", "document", "images", "high_norm"):
         if getattr(args, key, None):
             data[key] = str(getattr(args, key))

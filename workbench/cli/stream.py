@@ -37,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="document title substring (default: Emma for austen, else the first)")
     group.add_argument("--max-tokens", type=int, default=8192,
                        help="tokens read, BOS included (default 8192; 0 = the whole text)")
-    group.add_argument("--prepend-bos", action=argparse.BooleanOptionalAction, default=True,
-                       help="start the stream with BOS (recorded in provenance; default on)")
+    group.add_argument("--prepend-bos", action=argparse.BooleanOptionalAction, default=None,
+                       help="start the stream with BOS (recorded in provenance; default: the model's policy, on for "
+                            "every model but qwen2.5-0.5b)")
     group = parser.add_argument_group("policies (every combination is run)")
     group.add_argument("--policy", nargs="+", default=["sinks"], metavar="NAME",
                        help="dense, window, sinks, recompute (default sinks); dense ignores --sinks and "

@@ -10,7 +10,11 @@ special tokens and the policy adds them explicitly:
 - `prepend_bos=True` on a causal LM: each window is [BOS] + (T - 1) text tokens;
 - `prepend_bos=True` on an encoder: each window is [CLS] + (T - 2) text tokens + [SEP];
 - `prepend_bos=False`: T text tokens, nothing added;
-- `{"tokens": [...]}` JSONL: the ids exactly as given, never cut, nothing added.
+- `{"tokens": [...]}` JSONL: the ids exactly as given, never cut, nothing added;
+- `prepend_bos=None` (the default): the model's own policy (`ModelInfo.default_prepend_bos`, from its zoo
+  card): BOS for every model but `qwen2.5-0.5b`, whose tokenizer adds none and whose first-token sink forms
+  on the text's own first token (its bos_token at position 0 removes it). Provenance records whether the
+  policy was the model's default or the caller's choice.
 The policy, the special ids and a hash of every token travel with the Dataset into result provenance.
 
 Corpora (workbench.core.corpora) are fetched from package registries at setup and never committed.
@@ -55,6 +59,7 @@ class Dataset:
     seed: int | None = None
     tokenizer_id: str | None = None  # ModelInfo.tokenizer_fingerprint() of the model the data was cut for
     prepared_for: str | None = None  # that model's name (for messages)
+    bos_by_default: bool | None = None  # True: the model's default policy; False: the caller's; None: not known
 
     def __post_init__(self) -> None:
         if isinstance(self.sequences, (str, bytes)) or not hasattr(self.sequences, "__len__"):
@@ -135,6 +140,7 @@ class Dataset:
 
     def provenance(self) -> dict:
         return {"data_source": self.source, "data_sha256": self.hash(), "bos_policy": self.bos_policy,
+                "bos_policy_from": {True: "model default", False: "caller"}.get(self.bos_by_default, "unknown"),
                 "special_ids": self.special_ids, "window": self.window, "n_sequences": len(self),
                 "n_tokens": self.n_tokens, "data_seed": self.seed, "tokenizer_fingerprint": self.tokenizer_id}
 
@@ -162,6 +168,13 @@ def _specials(model_info: Any, prepend_bos: bool) -> tuple[list[int], list[int],
                                                                   "sep": model_info.sep_token_id}
 
 
+def resolve_bos(model_info: Any, prepend_bos: bool | None) -> tuple[bool, bool]:
+    """(the BOS policy to apply, whether it is the model's default): None means the model's default."""
+    if prepend_bos is None:
+        return bool(getattr(model_info, "default_prepend_bos", True)), True
+    return bool(prepend_bos), False
+
+
 def check_window(model_info: Any, window: int, prepend_bos: bool) -> int:
     """A window must fit the model's context and leave room for at least one text token."""
     minimum = 2 if not prepend_bos else (2 if model_info.causal else 3)
@@ -186,13 +199,14 @@ def _wrap(windows: list[np.ndarray], before: list[int], after: list[int]) -> lis
     return [np.concatenate([np.asarray(before, np.int64), w, np.asarray(after, np.int64)]) for w in windows]
 
 
-def from_text(model: Any, text: str, window: int = 128, prepend_bos: bool = True,
+def from_text(model: Any, text: str, window: int = 128, prepend_bos: bool | None = None,
               max_windows: int | None = None, keep_tail: bool = False, source: str = "text") -> Dataset:
     """Cut one text into windows of `window` tokens under the BOS policy.
 
         >>> data = from_text(model, open("book.txt").read(), window=128, max_windows=8)
     """
     model_info = _model_info(model)
+    prepend_bos, by_default = resolve_bos(model_info, prepend_bos)
     check_window(model_info, window, prepend_bos)
     before, after, special = _specials(model_info, prepend_bos)
     if not isinstance(text, str):
@@ -205,10 +219,11 @@ def from_text(model: Any, text: str, window: int = 128, prepend_bos: bool = True
     if not sequences:
         raise InputError(f"{source}: the text has {len(ids)} tokens after tokenisation; at least 2 are needed "
                          "(with BOS: 1 text token)")
-    return Dataset(sequences, source, "bos" if prepend_bos else "none", special, window, **_made_for(model_info))
+    return Dataset(sequences, source, "bos" if prepend_bos else "none", special, window, bos_by_default=by_default,
+                   **_made_for(model_info))
 
 
-def from_file(model: Any, path: str | Path, window: int = 128, prepend_bos: bool = True,
+def from_file(model: Any, path: str | Path, window: int = 128, prepend_bos: bool | None = None,
               max_windows: int | None = None, keep_tail: bool = True) -> Dataset:
     """A text file, or JSONL of {"text": ...} (each cut into windows) or {"tokens": [ids]} (used exactly).
 
@@ -251,9 +266,10 @@ def read_text_file(path: str | Path) -> str:
     return _decode(raw, str(path))
 
 
-def from_jsonl(model: Any, path: str | Path, window: int = 128, prepend_bos: bool = True,
+def from_jsonl(model: Any, path: str | Path, window: int = 128, prepend_bos: bool | None = None,
                max_windows: int | None = None, keep_tail: bool = True) -> Dataset:
     model_info = _model_info(model)
+    prepend_bos, by_default = resolve_bos(model_info, prepend_bos)
     check_window(model_info, window, prepend_bos)
     before, after, special = _specials(model_info, prepend_bos)
     body = window - len(before) - len(after)
@@ -274,7 +290,7 @@ def from_jsonl(model: Any, path: str | Path, window: int = 128, prepend_bos: boo
     if kinds == {"tokens", "text"}:
         policy = f"mixed: text {'bos' if prepend_bos else 'none'}, tokens as-given"
     return Dataset(sequences, f"jsonl:{path}", policy, special if "text" in kinds else {}, window,
-                   **_made_for(model_info))
+                   bos_by_default=by_default if "text" in kinds else None, **_made_for(model_info))
 
 
 def jsonl_records(path: str | Path) -> Iterator[tuple[str, str, Any]]:
@@ -330,13 +346,14 @@ _TOKEN_CACHE: dict[tuple, tuple[np.ndarray, bool]] = {}  # (ids, whole document?
 
 
 def corpus_windows(model: Any, corpus: str = DEFAULT_CORPUS, window: int = 128, n_windows: int = 8,
-                   prepend_bos: bool = True, document: str | int | None = None) -> Dataset:
+                   prepend_bos: bool | None = None, document: str | int | None = None) -> Dataset:
     """`n_windows` consecutive windows of natural text, taken round-robin across the corpus documents
     (so even a few windows sample several books), or from one document by title or index.
 
         >>> data = corpus_windows(model, "austen", window=64, n_windows=32)
     """
     model_info = _model_info(model)
+    prepend_bos, by_default = resolve_bos(model_info, prepend_bos)
     check_window(model_info, window, prepend_bos)
     check_range("number of windows", n_windows, 1, 1 << 20)
     docs = documents(corpus)
@@ -354,7 +371,7 @@ def corpus_windows(model: Any, corpus: str = DEFAULT_CORPUS, window: int = 128, 
         raise InputError(f"corpus {corpus!r} has only {len(picked)} windows of {window} tokens, asked for {n_windows}")
     where = f"corpus:{corpus}" + (f"/{docs[0].title}" if document is not None else "")
     return Dataset(_wrap(picked[:n_windows], before, after), where, "bos" if prepend_bos else "none", special, window,
-                   **_made_for(model_info))
+                   bos_by_default=by_default, **_made_for(model_info))
 
 
 def corpus_tokens(model: Any, corpus: str = DEFAULT_CORPUS, document: str | int = 0,
@@ -395,7 +412,7 @@ def _doc_tokens(model_info: Any, corpus: str, doc: Document, n_tokens: int | Non
 
 
 def control_prompts(model: Any, kind: str, window: int = 64, n: int = 16, seed: int = 0,
-                    prepend_bos: bool = True, corpus: str = DEFAULT_CORPUS) -> Dataset:
+                    prepend_bos: bool | None = None, corpus: str = DEFAULT_CORPUS) -> Dataset:
     """The control prompt sets of Gu et al. 2025 (Table 1): natural text, one token repeated, random tokens.
 
     `repeated`: each sequence repeats one token (a different seeded random token per sequence);
@@ -406,6 +423,7 @@ def control_prompts(model: Any, kind: str, window: int = 64, n: int = 16, seed: 
     if kind == "natural":
         return corpus_windows(model, corpus, window, n, prepend_bos)
     model_info = _model_info(model)
+    prepend_bos, by_default = resolve_bos(model_info, prepend_bos)
     check_window(model_info, window, prepend_bos)
     check_range("number of prompts", n, 1, 1 << 20)
     before, after, special = _specials(model_info, prepend_bos)
@@ -417,7 +435,7 @@ def control_prompts(model: Any, kind: str, window: int = 64, n: int = 16, seed: 
     else:
         windows = [rng.choice(pool, size=body).astype(np.int64) for _ in range(n)]
     return Dataset(_wrap(windows, before, after), f"control:{kind}", "bos" if prepend_bos else "none",
-                   special, window, seed=seed, **_made_for(model_info))
+                   special, window, seed=seed, bos_by_default=by_default, **_made_for(model_info))
 
 
 def ordinary_token_ids(model_info: Any) -> np.ndarray:

@@ -50,6 +50,9 @@ class ModelInfo:
     image_mean: tuple[float, ...] | None = None
     image_std: tuple[float, ...] | None = None
     label_names: list[str] | None = None
+    # The BOS policy when a caller states none (workbench.core.data): from the model's card; True for all
+    # but models whose first-token sink needs the text's own first token (qwen2.5-0.5b).
+    default_prepend_bos: bool = True
 
     @property
     def causal(self) -> bool:

@@ -197,7 +197,7 @@ class RunSpec:
         from workbench import zoo
         from workbench.core import corpora, data
 
-        d = {"corpus": corpora.DEFAULT_CORPUS, "window": 128, "n_windows": 8, "prepend_bos": True, "seed": 0, **self.data}
+        d = {"corpus": corpora.DEFAULT_CORPUS, "window": 128, "n_windows": 8, "prepend_bos": None, "seed": 0, **self.data}
         if zoo.info(model).is_image:  # image models: generated shapes or an image file (workbench.vision)
             from workbench.vision import image_set
 
@@ -220,7 +220,7 @@ class RunSpec:
     def explain(self) -> str:
         """What `execute` will do, without loading anything heavy."""
         lines = [f"spec: {self.source}", f"model: {self.model}" + (f" on {self.device}" if self.device else "")]
-        d = {"corpus": "austen", "window": 128, "n_windows": 8, "prepend_bos": True, **self.data}
+        d = {"corpus": "austen", "window": 128, "n_windows": 8, "prepend_bos": None, **self.data}
         source = d.get("text_file") or d.get("jsonl") or (f"prompts:{d['prompts']}" if d.get("prompts") else
                                                           f"corpus:{d['corpus']}")
         if "images" in d or self.model in _image_model_names():
@@ -228,7 +228,8 @@ class RunSpec:
             lines.append(f"data (image model): {d.get('images', 'shapes')}, {d.get('n_images', 64)} images{marked}")
         else:
             lines.append(f"data: {source}, windows of T={d['window']} tokens, {d['n_windows'] or 'all'} sequences, "
-                         f"BOS {'prepended' if d['prepend_bos'] else 'not prepended'}")
+                         "BOS " + {True: "prepended", False: "not prepended"}.get(d["prepend_bos"],
+                                                                                  "as the model's policy says"))
         units = self.interventions()
         batch = self.run.get("batch_size", 8)
         lines.append(f"metrics: {', '.join(self.run['metrics']) if 'metrics' in self.run else 'defaults of the model family'}"

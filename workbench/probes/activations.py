@@ -134,7 +134,7 @@ def summarize(results: Results) -> str:
 
 
 def layer_snapshot(model: Any, text: str = "Summer is warm. Winter is cold.", layer: int | None = None,
-                   n_top: int = 3, n_other: int = 9, prepend_bos: bool = True, seed: int = 0) -> Results:
+                   n_top: int = 3, n_other: int = 9, prepend_bos: bool | None = None, seed: int = 0) -> Results:
     """|activation| of one layer's residual stream for one input, over its top dimensions and a few random
     others: the data of Sun et al. 2024's Fig. 1 (their sentence is the default).
 

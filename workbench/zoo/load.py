@@ -140,6 +140,7 @@ def _load_hf(name: str, dtype: Any):
         manifest = verify(name)
         hf_model, tokenizer = _from_directory(model_dir(name), dtype, model_card.architecture)
         model_info = describe(name, hf_model, tokenizer, manifest["weights_sha256"], model_card.source)
+        model_info.default_prepend_bos = model_card.prepend_bos
         return hf_model, tokenizer, model_info, model_card.hf_id
     path = Path(name).expanduser()
     if path.is_dir():
