@@ -17,7 +17,7 @@ CASES = [
     (["models", "verify", "nope"], "unknown model 'nope'"),
     (["models", "verify", "tiny-llama"], "'tiny-llama' is a tiny random model"),
     (["models", "fetch", "nope"], "unknown model 'nope'"),
-    (["data", "fetch", "nope"], "unknown corpus 'nope'"),
+    (["data", "fetch", "nope"], "unknown corpus or image set 'nope'"),
     # eval: numbers, names, devices, inputs, outputs
     (["eval", "--model", "tiny-llama", "--window", "nan"], "--window: 'nan'"),
     (["eval", "--model", "tiny-llama", "--window", "1.5"], "--window: '1.5'"),
