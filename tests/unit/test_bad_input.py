@@ -347,3 +347,19 @@ def test_an_interrupted_write_leaves_no_temporary_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out.json", live.name])
     assert Results.load(target).value("loss") == 1.0
     assert json.loads(target.read_text())["rows"][0]["value"] == 1.0
+
+
+def test_a_killed_runs_staging_directory_is_removed_by_the_next_write(tmp_path):
+    import subprocess
+
+    from workbench.core.cache import remove_stale_temporaries
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".shapes-vit.{dead.pid}.abc.tmp"
+    (stale / "model").mkdir(parents=True)
+    (stale / "model" / "weights.bin").write_bytes(b"partial")
+    live = tmp_path / f".shapes-vit.{os.getpid()}.def.tmp"
+    live.mkdir()
+    assert remove_stale_temporaries(tmp_path / "shapes-vit") == [stale]
+    assert not stale.exists() and live.exists()

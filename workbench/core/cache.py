@@ -12,6 +12,7 @@ import fcntl
 import glob
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,8 +55,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Delete the temporary files that writes of `path` left behind when their process was killed
-    (`.NAME.PID.*.tmp` whose PID no longer runs); a write in flight in a live process is left alone."""
+    """Delete the temporary files (or staging directories) that writes of `path` left behind when their
+    process was killed (`.NAME.PID.*.tmp` whose PID no longer runs); a write in flight in a live process is
+    left alone."""
     path = Path(path)
     removed = []
     try:
@@ -66,7 +68,7 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
         pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             with contextlib.suppress(OSError):
-                tmp.unlink()
+                shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()  # a staging directory, or a file
                 removed.append(tmp)
     return removed
 

@@ -1,6 +1,6 @@
 """Experiments as data: a TOML spec fully determines a run; `explain` says what it will do first.
 
-    >>> spec = RunSpec.load("experiments/implicit-bias.toml")
+    >>> spec = RunSpec.load("docs/specs/implicit-bias.toml")
     >>> print(spec.explain()); results = spec.execute()
 
 ```toml
@@ -97,7 +97,9 @@ class RunSpec:
         if not path.is_file():
             raise InputError(f"spec file {path} does not exist")
         try:
-            blob = tomllib.loads(path.read_text())
+            blob = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InputError(f"spec {path}: not a UTF-8 text file (byte {exc.start}); a spec is TOML text") from exc
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"spec {path}: not valid TOML ({exc})") from exc
         return cls.from_dict(blob, str(path))

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.core.cache import remove_stale_temporaries
 from workbench.core.errors import InputError
 from workbench.core.progress import progress_bar
 from workbench.vision.images import to_model_input
@@ -110,8 +111,9 @@ def train_vit(config: ViTTrainConfig, out: str | Path, threads: int | None = 1, 
         raise InputError(f"cannot create the output directory {out.parent}: {exc.strerror}") from exc
     started = time.perf_counter()
     try:
-        with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") \
-                as tmp:
+        remove_stale_temporaries(out)  # the staging directory of a run that was killed
+        with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory(
+                dir=out.parent, prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp") as tmp:
             staging = Path(tmp) / "model"
             torch.manual_seed(config.seed)
             model = build_classifier(vit_config(config)).train()
