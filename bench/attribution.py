@@ -1,10 +1,13 @@
 """Attribution patching vs the exact (layer, head) sweep on SmolLM2: Spearman rank correlation, top-10 recall and
-cost of each estimate mode (atp, atp*, ig), plus AtP*'s verification (exact patching of the top 20 + 20 random).
+cost of each estimate mode (atp, atp*, ig), plus AtP*'s verification of the ig estimate (exact patching of its top 20
++ 20 random heads).
 Targets (issue 18): Spearman >= 0.9 and top-10 recall >= 0.8 at <= 10 forward+backward equivalents, for
 zero-head, mask-sink and zero-implicit-bias (the exact sweep is 270 forward passes).
 
     .venv/bin/python bench/attribution.py [INTERVENTION ...]     (default: zero-implicit-bias mask-sink zero-head)
     .venv/bin/python bench/attribution.py --modes atp ig --no-verify mask-sink
+    .venv/bin/python bench/attribution.py --tradeoff     # also atp* with every layer dropped, ig on one joint
+                                                          # path, and ig with 27 and 90 groups (28, 91 passes)
 
 Each exact sweep is run once and kept in bench/results/exact_<intervention>.json: the runner reuses a finished
 file made by the same run (model weights, data hash, intervention, metrics, seed), so reruns cost the estimates
@@ -27,6 +30,11 @@ from workbench.core import data  # noqa: E402
 from workbench.experiment.attribution import MODES, compare, spearman, verify_attribution  # noqa: E402
 
 TARGETS = {"spearman": 0.9, "top10_recall": 0.8, "cost_fb": 10}
+# label -> (mode, options): beyond each mode's defaults, the cost/accuracy trade-off
+TRADEOFF = {"atp* graddrop=all": ("atp*", {"graddrop": "all"}),
+            "ig joint 1x9 steps": ("ig", {"groups": 1, "steps": 9}),
+            "ig 27 groups": ("ig", {"groups": 27, "steps": 1}),
+            "ig 90 groups": ("ig", {"groups": 90, "steps": 1})}
 
 
 def _abs(results):
@@ -41,6 +49,7 @@ def main() -> None:
     parser.add_argument("interventions", nargs="*", default=["zero-implicit-bias", "mask-sink", "zero-head"])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--no-verify", action="store_true", help="skip the verification runs (41 forwards each)")
+    parser.add_argument("--tradeoff", action="store_true", help="also the configurations of TRADEOFF")
     args = parser.parse_args()
     torch.manual_seed(0)
     bridge = zoo.load("smollm2-135m")
@@ -54,31 +63,33 @@ def main() -> None:
         exact_seconds = exact.provenance.get("wall_seconds") if exact.provenance.get("reused") else \
             time.perf_counter() - started
         entry: dict = {"exact_seconds": exact_seconds, "modes": {}}
-        for mode in args.modes:
+        configurations = {mode: (mode, {}) for mode in args.modes} | (TRADEOFF if args.tradeoff else {})
+        for label, (mode, options) in configurations.items():
             started = time.perf_counter()
-            estimate = experiment.attribution_sweep(bridge, dataset, name, progress=False, mode=mode)
+            estimate = experiment.attribution_sweep(bridge, dataset, name, progress=False, mode=mode, **options)
             seconds = time.perf_counter() - started
             scores = compare(estimate, exact, k=10)
             scores["spearman_abs"] = spearman(_abs(estimate), _abs(exact))
             scores["seconds"] = seconds
             scores["met"] = (scores["spearman"] >= TARGETS["spearman"] and scores["top10_recall"] >=
                              TARGETS["top10_recall"] and scores["cost_fb"] <= TARGETS["cost_fb"])
-            entry["modes"][mode] = scores
-            print(f"{name:<20} {mode:<5} Spearman {scores['spearman']:+.3f} (|.| {scores['spearman_abs']:+.3f})  "
+            scores["options"] = options
+            entry["modes"][label] = scores
+            print(f"{name:<20} {label:<18} Spearman {scores['spearman']:+.3f} (|.| {scores['spearman_abs']:+.3f})  "
                   f"top-10 recall {scores['top10_recall']:.1f}  cost {scores['cost_fb']:g} F+B "
                   f"({estimate.provenance['cost']['forward_passes']:g} F, "
                   f"{estimate.provenance['cost']['backward_passes']:g} B; exact {scores['exact_fb']} F)  "
                   f"{seconds:.1f} s vs exact {exact_seconds:.0f} s  {'MET' if scores['met'] else 'not met'}",
                   flush=True)
-            if mode == "atp*" and not args.no_verify:
+            if label == "ig" and not args.no_verify:
                 check = verify_attribution(bridge, dataset, name, estimate, top_k=20, n_random=20, exact=exact,
                                            progress=False)
                 summary = {r["metric"]: r["value"] for r in check if r.get("head") is None}
                 missed = check.filter(metric="missed_top10_upper").rows[0]
                 summary["missed_top10_upper_ci_high"] = missed["ci_high"]
                 summary["cost"] = check.provenance["cost"]
-                entry["verify_atp*"] = summary
-                print(f"{'':<20} verify atp* (top 20 + 20 random, {check.provenance['cost']['verify_forward_passes']} "
+                entry["verify_ig"] = summary
+                print(f"{'':<20} verify ig (top 20 + 20 random, {check.provenance['cost']['verify_forward_passes']} "
                       f"forwards): verified top-10 found {summary['verified_top10_found']:.0f}/10, exact top-10 "
                       f"verified {summary['exact_top10_found']:.0f}/10, random above threshold "
                       f"{summary['random_above_threshold']:.0f}/20, missed <= {missed['ci_high']:.1f} (95 %)",

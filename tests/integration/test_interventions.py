@@ -30,7 +30,7 @@ def test_massive_activations_zero_destroys_mean_keeps_smollm2(smollm2, smol_data
                          progress=False)
     assert res.value("delta_loss", intervention="massive-activations(mode='zero')") > 3.0
     assert abs(res.value("delta_loss", intervention="massive-activations(mode='mean')")) < 0.01
-    assert res.provenance["prepared"]["massive-activations"]["layer"] >= 1
+    assert res.provenance["prepared"]["massive-activations(mode='zero')"]["layer"] >= 1
 
 
 def test_gemma_gqa_routes_agree(gemma3):

@@ -25,11 +25,16 @@ L / N. Three estimates of that change (`mode=`):
   the layers above need a backward pass; `graddrop=n` drops n of them, evenly spaced (the missing terms above l
   are their mean), `graddrop="all"` every one (eq. 11 exactly). The value reported is sign(I_h) * c_h, so that it
   estimates the signed `delta_loss` the sweep measures.
-- `ig` (EAP-IG, Hanna et al. 2024, activations variant): every head in scope moves together along the straight
-  line z(alpha) = z_clean + alpha dz, alpha in [0, 1], and
-      IG_h = sum_k w_k <dL/dz_h |z(alpha_k), dz_h> / N
-  with Gauss-Legendre nodes alpha_k and weights w_k (`steps`). sum_h IG_h is the exact change when every head
-  in scope takes its dz (completeness); with one head in scope IG_h converges to that head's exact change.
+- `ig` (EAP-IG, Hanna et al. 2024, activations variant, where each node moves along its own path while the rest
+  stays clean): the heads in scope are dealt round-robin (layer-major) into `groups` groups, and the heads S of
+  one group move together along the straight line z_S(alpha) = z_clean + alpha dz, alpha in [0, 1]:
+      IG_h = sum_k w_k <dL/dz_h |z_S(alpha_k), dz_h> / N,    h in S,
+  with Gauss-Legendre nodes alpha_k and weights w_k on [0, 1] (`steps`; steps=1 is the midpoint alpha = 1/2).
+  Within a group sum_h IG_h is the exact change when all of S take their dz (completeness); a head alone in its
+  group converges to its exact change, so groups = number of heads is the exact sweep (at its cost). Fewer
+  groups share paths, and a head's gradient then also feels the other heads of its group. The defaults (9
+  groups x 1 step: no two heads of one SmolLM2 layer share a path; 10 passes) were chosen over one joint path of
+  9 steps (groups=1, EAP-IG-inputs-like) because the joint path ranked heads worst on SmolLM2 (bench/attribution.py).
 
 Cost (provenance "cost" and the column `cost_fb`): forward and backward passes over the whole data; the cost in
 forward+backward equivalents is max(forwards, backwards), i.e. a forward alone and a backward alone (GradDrop's
@@ -62,7 +67,7 @@ from workbench.passes import PassContext, check_data
 
 MODES = {"atp": "gradient x difference, 1 forward + 1 backward (QK-exact for pattern edits)",
          "atp*": "AtP* (Kramar et al. 2024): QK-exact edit + GradDrop, 1 forward + 1 + n backward",
-         "ig": "integrated gradients along clean -> edited head outputs (Hanna et al. 2024), steps forward + backward"}
+         "ig": "integrated gradients along clean -> edited head outputs (Hanna et al. 2024), groups x steps paths"}
 METRIC = "attribution_delta_loss"
 
 
@@ -75,17 +80,19 @@ def check_mode(mode: Any) -> str:
 
 
 def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: int = 8, progress: bool = True, *,
-                      mode: str = "atp", layers: Any = None, heads: Any = None, steps: int = 9, groups: int = 1,
+                      mode: str = "atp", layers: Any = None, heads: Any = None, steps: int = 1, groups: int = 9,
                       graddrop: int | str | Sequence[int] = 9) -> Results:
     """Estimate the per-head sweep of an intervention: rows {"metric": "attribution_delta_loss", "layer", "head",
     "value", "mode", "cost_fb"}, one per (layer, head), keyed like the exact sweep's units.
 
-        >>> est = attribution_sweep(model, data, "zero-head", mode="ig", steps=9)
-        >>> est.provenance["cost"]["fb_equivalents"]                 # 10 (9 steps + the clean pass)
+        >>> est = attribution_sweep(model, data, "zero-head", mode="ig", groups=9, steps=1)
+        >>> est.provenance["cost"]["fb_equivalents"]                 # 10 (9 groups x 1 step + the clean pass)
 
     `layers` / `heads` select the heads estimated (default: the intervention's layers, every head), as in
-    `sweep`; the intervention itself must leave heads unset. `steps`: ig's quadrature nodes (5-30 in Hanna et
-    al.); `graddrop`: atp*'s dropped layers (a count, evenly spaced; "all"; or explicit layer ids; 0 = none).
+    `sweep`; the intervention itself must leave heads unset. ig: `groups` paths of `steps` quadrature nodes each
+    (Hanna et al. use 5-30 steps); atp*: `graddrop`, the dropped layers (a count, evenly spaced; "all"; or explicit
+    layer ids; 0 = none). Cost: atp 1, atp* 1 + dropped layers, ig 1 + groups x steps (+1 for an intervention
+    that needs a first pass of statistics).
     """
     started = time.perf_counter()
     mode = check_mode(mode)
@@ -446,13 +453,13 @@ def _binomial_upper(hits: int, n: int, confidence: float = 0.95) -> float:
 
 
 def verify_attribution(model: Any, data: Dataset, intervention: Any, estimate: Results | None = None, *,
-                       mode: str = "atp*", top_k: int = 20, n_random: int = 20, k: int = 10, seed: int = 0,
+                       mode: str = "ig", top_k: int = 20, n_random: int = 20, k: int = 10, seed: int = 0,
                        exact: Results | None = None, batch_size: int = 8, progress: bool = True,
                        **estimate_options: Any) -> Results:
     """Estimate, then patch exactly only the estimate's `top_k` heads plus `n_random` heads drawn from the rest
     (Kramár et al. 2024 §4: bounding the false negatives), through the runner.
 
-        >>> check = verify_attribution(model, data, "mask-sink", mode="atp*", top_k=20, n_random=20)
+        >>> check = verify_attribution(model, data, "mask-sink", mode="ig", top_k=20, n_random=20)
         >>> check.value("verified_top10_found"), check.value("missed_top10_upper")
 
     Rows: `delta_loss` (with its CI, from `experiment.run`) of every verified head, with "candidate" ("top-k" or
@@ -467,6 +474,7 @@ def verify_attribution(model: Any, data: Dataset, intervention: Any, estimate: R
     Cost: the estimate's plus top_k + n_random (+1 baseline) forward passes (provenance "cost").
     """
     started = time.perf_counter()
+    check_mode(mode)
     base = as_intervention(intervention)
     if estimate is None:
         estimate = attribution_sweep(model, data, base, batch_size, progress, mode=mode, **estimate_options)

@@ -277,7 +277,7 @@ def _(results, ctx):
 
 @recipe("attribution-vs-exact", title="Attribution patching vs the exact per-head sweep",
         reproduces="Kramár et al. 2024 (AtP*), Fig. 1 style: estimate vs activation patching per node",
-        params={"window": 64, "n": 4, "intervention": "mask-sink", "mode": "atp*"},
+        params={"window": 64, "n": 4, "intervention": "mask-sink", "mode": "ig"},
         quick_params={"window": 16, "n": 2})
 def attribution_vs_exact(ctx: FigureContext) -> Results:
     model, windows = ctx.model(), _windows(ctx)
