@@ -39,9 +39,10 @@ def plain_forward(hf, tokens: torch.Tensor) -> Callable[[], None]:
     return go
 
 
-def interleaved(candidates: dict[str, Callable[[], None]], rounds: int = 5, warmup: int = 1) -> dict[str, dict]:
-    """Median wall time of each candidate over `rounds` rounds, the candidates interleaved within a round
-    so that machine noise hits them alike."""
+def interleaved_times(candidates: dict[str, Callable[[], None]], rounds: int = 5,
+                      warmup: int = 1) -> dict[str, list[float]]:
+    """Wall seconds of each candidate in each of `rounds` rounds, the candidates interleaved within a round
+    so that machine noise hits them alike (after `warmup` untimed calls each)."""
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
@@ -51,6 +52,12 @@ def interleaved(candidates: dict[str, Callable[[], None]], rounds: int = 5, warm
             started = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - started)
+    return times
+
+
+def interleaved(candidates: dict[str, Callable[[], None]], rounds: int = 5, warmup: int = 1) -> dict[str, dict]:
+    """Median / min / max wall time of each candidate over interleaved rounds (`interleaved_times`)."""
+    times = interleaved_times(candidates, rounds, warmup)
     return {name: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t)} for name, t in times.items()}
 
 

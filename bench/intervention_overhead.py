@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from _common import plain_forward, save, setup
+from _common import interleaved_times, plain_forward, save, setup
 
 from workbench import experiment
 from workbench.core import data
@@ -32,15 +32,7 @@ def paired_rounds(candidates: dict[str, Callable[[], None]], reference: str, rou
                   warmup: int = 1) -> dict[str, dict]:
     """Each round runs every candidate once (in the given order); per candidate the median/min/max seconds and
     the median/min/max over rounds of seconds / the reference's seconds in the same round."""
-    for fn in candidates.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, fn in candidates.items():
-            started = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - started)
+    times = interleaved_times(candidates, rounds, warmup)
     out = {}
     for name, seconds in times.items():
         ratios = [s / r for s, r in zip(seconds, times[reference])]

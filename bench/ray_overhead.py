@@ -105,6 +105,8 @@ def main() -> int:
                 for name in order:
                     wall, found[name] = timed(candidates[name], layers)
                     total[name] += wall
+                    print(f"  round {round_ + 1}, layers {layers}: {name} {wall:.1f} s (load {os.getloadavg()[0]:.1f})",
+                          file=sys.stderr, flush=True)
                 identical &= all(rows == found["local"] for rows in found.values())
                 if round_ == 0:
                     swept = len({r["intervention"] for r in found["local"]} - {"none"})
