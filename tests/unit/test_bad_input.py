@@ -293,13 +293,11 @@ def test_an_unknown_model_is_unknown_not_unfetched(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("device, message", [
     ("gpu", r"device 'gpu' is not a device name \(available here: cpu"),
-    ("cuda:7", r"device 'cuda:7' is not available in this torch build"),
+    ("cuda:99", r"device 'cuda:99' is not available in this torch build"),
     ("cpu:3", r"device 'cpu:3' is not available"),
     ("", r"device '' is not a device name"),
 ])
 def test_an_invalid_or_unavailable_device_is_one_clear_error(device, message):
-    if device == "cuda:7" and torch.cuda.device_count() > 7:
-        pytest.skip("this machine has 8 GPUs")
     with pytest.raises(InputError, match=message):
         zoo.load("tiny-llama", device=device)
 

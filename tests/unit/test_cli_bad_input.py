@@ -72,7 +72,7 @@ CASES = [
     (["run", "--model", "tiny-llama", "-i", "mask-sink", "--json", "{d}/r.xlsx"], "'.xlsx'"),
     (["run", "--model", "tiny-llama", "-i", "mask-sink", "--json", "{d}/a-file/r.json"], "a-file"),
     (["run", "{d}/bad.toml"], "bad.toml"),
-    (["run", "{d}/binary.toml"], "binary.toml is not UTF-8"),
+    (["run", "{d}/binary.toml"], "binary.toml: not a UTF-8 text file"),
     (["run", "{d}/missing.toml"], "missing.toml"),
     # figures
     (["figures", "nope"], "'nope'"),

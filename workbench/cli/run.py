@@ -15,6 +15,7 @@ EXAMPLE = (
     "  sinkbench run -i mask-sink -i \"scale-sink:gamma=0.5,layers=3-10\" --window 128 --n-windows 16\n"
     "  sinkbench run -i \"mask-sink:layers=0-5 + zero-sink-value:layers=6-10\"     # composition\n"
     "  sinkbench run --sweep head -i zero-implicit-bias --attribution --json out/sweep.json   # resumable\n"
+    "  sinkbench run --sweep head -i mask-sink --attribution ig       # estimate modes: atp (default), atp*, ig\n"
     "  sinkbench run --sweep head -i zero-head --json out/s.json --executor ray --address auto --workers 8\n"
     "  sinkbench run --model minilm-l6 --sink sep -i mask-sink                     # encoder metrics\n"
     "  sinkbench run --model shapes-vit-reg4 --high-norm top:1 -i mask-sink:sink=reg -i mask-sink:sink=top-norm "
@@ -49,8 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sweep", choices=["layer", "head"], default=None,
                         help="run the (single) -i intervention on each layer or each (layer, head)")
     parser.add_argument("--layers", default=None, help="with --sweep: the layers to sweep")
-    parser.add_argument("--attribution", action="store_true",
-                        help="with --sweep head: also the attribution-patching estimate and its Spearman rho")
+    parser.add_argument("--attribution", nargs="?", const="atp", default=None, metavar="MODE",
+                        choices=["atp", "atp*", "ig"],  # workbench.experiment.attribution.MODES (not imported: --help)
+                        help="with --sweep head: also the attribution-patching estimate and its Spearman rho; MODE "
+                             "atp (gradient x difference, the default), atp* (+ GradDrop) or ig (integrated gradients)")
     parser.add_argument("--no-resume", action="store_true", help="ignore a partial journal of an earlier run")
     parser.add_argument("--force", action="store_true",
                         help="recompute even when --json holds a finished run of the same spec and data")
@@ -112,7 +115,9 @@ def spec_from_flags(args: argparse.Namespace):
     if args.sweep:
         if len(items) != 1:
             raise InputError(f"--sweep runs one intervention over layers or heads; got {len(items)} -i options")
-        sweep = {"intervention": items[0], "over": args.sweep, "attribution": args.attribution}
+        # a plain --attribution stays `attribution = true` (atp) in the spec; other modes are named
+        sweep = {"intervention": items[0], "over": args.sweep,
+                 "attribution": {None: False, "atp": True}.get(args.attribution, args.attribution)}
         if args.layers:
             sweep["layers"] = args.layers
     else:
