@@ -52,7 +52,7 @@ _DATA = {"corpus": str, "document": str, "text_file": str, "jsonl": str, "prompt
 _RUN = {"interventions": list, "intervention": list, "metrics": list, "batch_size": int, "seed": int, "out": str,
         "logit_pair": list, "resume": bool, "rows_per_forward": int}
 _SWEEP = {"intervention": (str, dict), "over": str, "layers": (str, int, list), "heads": (str, int, list),
-          "attribution": bool}
+          "attribution": (bool, str)}  # true (= atp) or a mode: atp, atp*, ig
 
 
 def _image_model_names() -> set[str]:
@@ -297,7 +297,8 @@ class RunSpec:
             reused = results.provenance.get("reused") and \
                 results.filter(metric="attribution_delta_loss", empty_ok=True).rows
             if self.sweep.get("attribution") and not reused:
-                estimate = attribution_sweep(model, dataset, base, options["batch_size"], progress)
+                mode = self.sweep["attribution"] if isinstance(self.sweep["attribution"], str) else "atp"
+                estimate = attribution_sweep(model, dataset, base, options["batch_size"], progress, mode=mode)
                 rho = spearman(estimate, results) if self.sweep.get("over", "head") == "head" else None
                 results = results + estimate
                 results.provenance["attribution_spearman"] = rho
