@@ -95,7 +95,7 @@ def main() -> None:
                       f"{summary['random_above_threshold']:.0f}/20, missed <= {missed['ci_high']:.1f} (95 %)",
                       flush=True)
         report["interventions"][name] = entry
-    save("attribution", report)
+        save("attribution" + ("_tradeoff" if args.tradeoff else ""), report)  # after each: a killed run keeps them
 
 
 if __name__ == "__main__":

@@ -129,7 +129,8 @@ moved = experiment.run(plain, small, [ttr], batch_size=32, progress=False)
 print(moved.df.pivot_table(index="intervention", columns="metric", values="value")[
     ["accuracy", "delta_accuracy", "logit_change", "kl"]].round(4))
 before = probes.patch_norms(plain, small, examples=0, progress=False)
-after = probes.patch_norms(plain, small, examples=0, intervention=ttr, progress=False)
+hooks, spec = experiment.batch_hooks(plain, ttr, small, batch_size=32)
+after = probes.patch_norms(plain, small, examples=0, hooks=hooks, hooks_spec=spec, progress=False)
 last = zoo.info(plain).n_layers - 1
 for label, res in (("without", before), ("with the test-time register", after)):
     kinds = res.filter(metric="norm_mean", layer=last).df.set_index("kind").value.round(2).to_dict()
