@@ -268,7 +268,21 @@ def position_fixture():
     return Results(rows, PROV)
 
 
+def position_zero_fixture():
+    rows = []
+    for model, firsts in (("fixture-lm", ["text's own", "'<s>' (BOS)", "'\\n' (newline)"]),
+                          ("fixture-qwen", ["text's own", "'<|endoftext|>' (BOS)"])):
+        for i, first in enumerate(firsts):
+            ratio = 0.05 if "endoftext" in first else 0.5 + 0.1 * i
+            rows += [{"metric": "sink_ratio", "model": model, "first": first, "first_id": i or None, "value": ratio,
+                      "ci_low": None, "ci_high": None},
+                     {"metric": "loss", "model": model, "first": first, "first_id": i or None, "value": 3.0 + ratio,
+                      "ci_low": 2.9 + ratio, "ci_high": 3.1 + ratio}]
+    return Results(rows, {**PROV, "models": ["fixture-lm", "fixture-qwen"], "bos_policy": "varied"})
+
+
 CASES = {
+    "position_zero": lambda: plots.position_zero(position_zero_fixture()),
     "sink_ratio_vs_length": lambda: plots.sink_ratio_vs_length(length_fixture()),
     "sink_position_profile": lambda: plots.sink_position_profile(position_fixture()),
     "interventions_vs_length": lambda: plots.interventions_vs_length(length_fixture()),

@@ -18,6 +18,7 @@ from workbench.plots.attention import (
     attention_heatmaps,
     control_prompts,
     depth_profile,
+    position_zero,
     sink_grid,
     special_tokens,
 )
@@ -60,7 +61,7 @@ def show(fig) -> None:
 
 __all__ = ["attention_heatmaps", "attribution_scatter", "control_prompts", "depth_profile", "dormant_heads",
            "emergence_curves", "head_comparison", "implicit_bias_constancy", "intervention_effects", "interventions_vs_length", "massive_3d", "massive_layerwise",
-           "norms", "quant_activations", "quant_kv_bits", "show", "sink_grid", "sink_position_profile", "sink_ratio_vs_length", "special_tokens", "streaming_curves",
+           "norms", "position_zero", "quant_activations", "quant_kv_bits", "show", "sink_grid", "sink_position_profile", "sink_ratio_vs_length", "special_tokens", "streaming_curves",
            "streaming_perplexity", "style",
            "sweep_heatmap", "sweep_profile", "vit_attention_by_kind", "vit_attention_maps", "vit_norm_histograms",
            "vit_norm_maps"]

@@ -145,3 +145,42 @@ def special_tokens(results: Results):
     style.label(ax, "attention to special tokens", model_of(results), text_of(results))
     return fig, frame[["target", "layer", "head", "value"]]
 
+
+
+def position_zero(results: Results):
+    """Sink ratio and loss of each causal model against what stands at position 0 (the text's own first token,
+    its BOS / EOS / chat-start tokens, a newline). Input: the `position-zero` recipe's Results (rows per
+    model and `first`, metrics `sink_ratio` and `loss` with bootstrap intervals)."""
+    frame = results.df
+    require(frame, "sink_ratio", "position_zero")
+    require(frame, "loss", "position_zero")
+    models = list(results.provenance.get("models") or sorted(set(frame.model)))
+    fig, axes = style.new_figure("double", 3.0, ncols=2)
+    plotted = []
+    for ax, metric, title in ((axes[0], "sink_ratio", "sink ratio (eps 0.3)"),
+                              (axes[1], "loss", "loss on the same targets (nats)")):
+        part = frame[frame.metric == metric]
+        x0 = 0.0
+        ticks, names = [], []
+        for name in models:
+            rows = part[part.model == name]
+            xs = x0 + np.arange(len(rows))
+            colours = [style.PALETTE[i % len(style.PALETTE)] for i in range(len(rows))]
+            err = None
+            if rows.ci_low.notna().all():
+                err = np.vstack([rows.value - rows.ci_low, rows.ci_high - rows.value]).clip(min=0)
+            ax.bar(xs, rows.value, color=colours, yerr=err, capsize=2, width=0.8)
+            for x, first in zip(xs, rows["first"]):
+                ticks.append(x)
+                names.append(first)
+            ax.text(x0 + (len(rows) - 1) / 2, 1.02, name, transform=ax.get_xaxis_transform(), ha="center", fontsize=7)
+            plotted.append(rows.assign(x=xs))
+            x0 += len(rows) + 1
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(names, rotation=60, ha="right", fontsize=6)
+        ax.set_ylabel(title)
+        if metric == "sink_ratio":
+            ax.set_ylim(0, 1)
+    fig.suptitle(f"What stands at position 0 decides the sink | {', '.join(models)} | {text_of(results)}", x=0.02, ha="left", fontsize=9)
+    data = pd.concat(plotted)
+    return fig, data[["model", "first", "first_id", "metric", "value", "ci_low", "ci_high"]]

@@ -4,7 +4,7 @@
     >>> logits = decoder.forward(ids, attend)                # attend(layer, q, k, v) -> z, keys before RoPE
 
 The cache engine runs the Llama decoder layer (RMSNorm, RoPE, GQA, gated MLP) from the model's own
-modules, unwrapped from the bridge (no hooks fire): SmolLM2 and `tiny-llama`. It refuses Gemma 3
+modules, unwrapped from the bridge (no hooks fire): SmolLM2, Qwen2.5 and `tiny-llama`. It refuses Gemma 3
 (native 512-token sliding-window layers, two RoPE bases, QK-norm, sandwich norms) and models with
 learned absolute positions, whose cached keys carry their text position and cannot be moved into the
 cache without re-encoding (`cache_engine_refusal` says why); `Recompute` runs on any causal LM.
@@ -26,8 +26,9 @@ from torch import Tensor
 from workbench import zoo
 from workbench.core.errors import InputError
 
-# Llama-style decoder layers the cache engine implements; rope types whose rotation depends only on position.
-ENGINE_MODEL_TYPES = ("llama",)
+# Llama-style decoder layers the cache engine implements (every layer global); rope types whose rotation
+# depends only on position.
+ENGINE_MODEL_TYPES = ("llama", "qwen2")  # Qwen2: the Llama layer with q/k/v biases (the modules carry them)
 ENGINE_ROPE_TYPES = ("default", "linear", "llama3")
 
 
@@ -57,7 +58,8 @@ def cache_engine_refusal(model: Any) -> str | None:
         return (f"{name} has learned absolute positions: its cached keys carry their text position, so a cache "
                 "policy cannot renumber them inside the cache (StreamingLLM needs RoPE-style relative "
                 "positions, Xiao §3.2); use --policy recompute, which re-encodes the window every step")
-    if model_info.layer_types or getattr(config, "model_type", "").startswith("gemma3"):
+    windowed = [t for t in (model_info.layer_types or ()) if t != "full_attention"]
+    if windowed or getattr(config, "model_type", "").startswith("gemma3"):
         return (f"{name} mixes native sliding-window and global layers (Gemma 3: window "
                 f"{model_info.sliding_window}, two RoPE bases, QK-norm, sandwich norms), which the cache engine "
                 "does not implement; use --policy recompute, or a Llama-style model such as smollm2-135m")
