@@ -24,7 +24,7 @@ setup: $(STAMP)
 
 # The CPU torch wheel goes in first: a bare `torch` requirement can pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml constraints.txt
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)  # explorer tests
+	(command -v chromium && command -v firefox-esr) >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium firefox-esr)  # explorer tests
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
