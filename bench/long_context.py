@@ -1,7 +1,8 @@
-"""Memory and speed of `probe sinks` at long context, full pattern vs blockwise attention (issue 14).
+"""Memory and speed of `probe sinks` and of `run` at long context, full pattern vs blockwise (issue 14).
 
     .venv/bin/python bench/long_context.py                              # T = 512 .. 8192 on smollm2-135m
     .venv/bin/python bench/long_context.py --lengths 512,1024 --modes blockwise --threads 2
+    .venv/bin/python bench/long_context.py --command run --lengths 8192 --modes blockwise
 
 Every point runs in a fresh process (peak RSS is a process-wide high-water mark): load the model, one
 window of T tokens, then `probes.sinks` on the full path (the attention budget raised so that the plan keeps
@@ -11,6 +12,11 @@ spent inside the attention modules (a 16-token warm-up pass runs before the meas
 allocations do not count as growth). The growth exponent is the least-squares slope of log(peak RSS) and of
 log(increment) against log(T) (full attention ~2, linear memory ~1 or below). Targets (issue 14):
 blockwise peak RSS <= 2.5 GB at T = 8192 and exponent <= 1.2; at T = 512 blockwise within 1.3x of full.
+
+`--command run`: `experiment.run(model, data, ["mask-sink", "zero-implicit-bias", "scale-sink"], batch_size=1)`
+(what `sinkbench run -i mask-sink -i zero-implicit-bias -i scale-sink --batch-size 1` runs: a baseline pass
+and one pass per intervention; tokens/s counts the tokens of all four passes). "full" means the full-pattern
+attention path; the loss, KL and top-1 of a long sequence are computed over query chunks either way.
 """
 
 from __future__ import annotations
@@ -48,7 +54,10 @@ def _reset_peak_rss() -> None:
         pass
 
 
-def child(mode: str, length: int, model_name: str, threads: int) -> dict:
+RUN_INTERVENTIONS = ["mask-sink", "zero-implicit-bias", "scale-sink"]
+
+
+def child(mode: str, length: int, model_name: str, threads: int, command: str = "probe") -> dict:
     """One point in this (fresh) process."""
     if mode == "full":
         os.environ["SINKBENCH_ATTENTION_BUDGET"] = "1T"  # the plan keeps the full path however large it is
@@ -59,7 +68,7 @@ def child(mode: str, length: int, model_name: str, threads: int) -> dict:
     import torch
 
     import workbench  # noqa: F401  (offline environment first)
-    from workbench import attention, probes, zoo
+    from workbench import attention, experiment, probes, zoo
     from workbench.core import data
 
     torch.set_num_threads(threads)
@@ -79,25 +88,33 @@ def child(mode: str, length: int, model_name: str, threads: int) -> dict:
         handles.append(block.attn.register_forward_hook(
             lambda *a, i=i: attention_seconds.__setitem__(0, attention_seconds[0] + time.perf_counter() - started_at[i])))
     warmup = data.control_prompts(model, "random", window=16, n=1, seed=0)
+
+    def measured(inputs):
+        if command == "run":
+            return experiment.run(model, inputs, RUN_INTERVENTIONS, batch_size=1, progress=False)
+        return probes.sinks(model, inputs, progress=False, batch_size=1)
+
     with attention.blockwise(model) if mode == "blockwise" else contextlib.nullcontext():
-        probes.sinks(model, warmup, progress=False, batch_size=1)  # first-call allocations are not the T curve
+        measured(warmup)  # first-call allocations (and the weights' pages) are not the T curve
     gc.collect()
     loaded = _current_rss_mb()
     _reset_peak_rss()
     context = attention.blockwise(model) if mode == "blockwise" else contextlib.nullcontext()
     started = time.perf_counter()
     with context as run:
-        result = probes.sinks(model, dataset, progress=False, batch_size=1)
+        result = measured(dataset)
     wall = time.perf_counter() - started
+    passes = 1 + len(RUN_INTERVENTIONS) if command == "run" else 1
     for handle in handles:
         handle.remove()
-    return {"mode": mode, "T": length, "model": model_name, "data": source, "threads": threads,
+    value = ({f"delta_loss {name}": result.value("delta_loss", intervention=name) for name in RUN_INTERVENTIONS}
+             if command == "run" else {"sink_ratio_0.3": result.value("sink_ratio", eps=0.3, layer=None)})
+    return {"command": command, "mode": mode, "T": length, "model": model_name, "data": source, "threads": threads,
             "loaded_rss_mb": round(loaded, 1), "peak_rss_mb": round(_peak_rss_mb(), 1),
             "increment_mb": round(_peak_rss_mb() - loaded, 1), "wall_s": round(wall, 3),
-            "tokens_per_s": round(length / wall, 1), "attention_share": round(attention_seconds[0] / wall, 3),
+            "tokens_per_s": round(passes * length / wall, 1), "attention_share": round(attention_seconds[0] / wall, 3),
             "block": getattr(run, "largest_block", None), "n_blocks": getattr(run, "n_blocks", None),
-            "full_pattern_estimate_mb": round(attention.full_pattern_bytes(model, 1, length) / 2**20, 1),
-            "sink_ratio_0.3": result.value("sink_ratio", eps=0.3, layer=None)}
+            "full_pattern_estimate_mb": round(attention.full_pattern_bytes(model, 1, length) / 2**20, 1), **value}
 
 
 def slope(points: list[tuple[float, float]]) -> float | None:
@@ -115,6 +132,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", nargs=2, metavar=("MODE", "T"), help=argparse.SUPPRESS)
     parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--command", choices=["probe", "run"], default="probe",
+                        help="probe: probes.sinks; run: experiment.run with mask-sink, zero-implicit-bias, scale-sink")
     parser.add_argument("--lengths", default="512,1024,2048,4096,8192")
     parser.add_argument("--modes", default="full,blockwise")
     parser.add_argument("--threads", type=int, default=1)
@@ -122,7 +141,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(OUT / "long_context.json"))
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], int(args.child[1]), args.model, args.threads)))
+        print(json.dumps(child(args.child[0], int(args.child[1]), args.model, args.threads, args.command)))
         return
     lengths = [int(t) for t in args.lengths.split(",")]
     modes = args.modes.split(",")
@@ -130,7 +149,7 @@ def main() -> None:
     for length in lengths:
         for mode in modes:
             done = subprocess.run([sys.executable, __file__, "--child", mode, str(length), "--model", args.model,
-                                   "--threads", str(args.threads)], capture_output=True, text=True,
+                                   "--threads", str(args.threads), "--command", args.command], capture_output=True, text=True,
                                   timeout=args.timeout, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
             if done.returncode != 0:
                 print(f"{mode} T={length}: failed\n{done.stderr[-2000:]}", file=sys.stderr)

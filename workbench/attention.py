@@ -29,7 +29,9 @@ sizes blocks from the budget (64 MB of live tensors per block at most). Around i
   while its pattern fits the budget; blockwise otherwise), "full" (refused before the pass, naming the
   estimate and the block option, when it would not fit) or B; `path(model, inputs)` applies it to one pass;
 - `policy(model, block)`: what `--attention-block B|full|auto` / `attention_block=` mean for every pass in
-  its context;
+  its context (`policy(None, block)`: for every model of the context, as the CLI sets it per command);
+  `parse_block` is the rule for the value (B >= 1, "full", "auto"), `require_full` refuses blockwise for a
+  computation that needs whole patterns (attribution patching's gradients);
 - the budget: `budget=`, else $SINKBENCH_ATTENTION_BUDGET (512M, 4G, ...), else 1 GiB per layer.
 
 Families (anything else is refused before anything is installed, with an error naming it):
@@ -230,6 +232,7 @@ def plan(model: Any, batch: int, n_tokens: int, block: Any = None, budget: Any =
     `block`: None (full if its pattern fits the budget, else blockwise with an automatic B), "full", or B.
     """
     check_length(model, n_tokens)
+    block = None if block == "auto" else block
     if block is not None and block != "full":
         return check_block(model, block)
     need, allowed = full_pattern_bytes(model, batch, n_tokens), budget_bytes(budget)
@@ -244,6 +247,46 @@ def plan(model: Any, batch: int, n_tokens: int, block: Any = None, budget: Any =
     return auto_block(model, batch, n_tokens, budget)
 
 
+def require_full(model: Any, batch: int, n_tokens: int, what: str) -> None:
+    """For a computation that needs every layer's whole pattern at once (attribution patching's gradients):
+    refuse a blockwise path (open, or asked for by the model's or the process's policy) and a full pattern
+    over the budget, with one InputError naming `what`, the block and the estimate."""
+    open_block = active(model)
+    block = _chosen_policy(model)[0] if open_block is None else (open_block.block or "auto-sized")
+    if open_block is not None or block not in (None, "auto", "full"):
+        raise InputError(f"{what} needs the whole attention pattern of every layer in one pass (its gradients "
+                         f"flow through them); blockwise attention (block {block}) cannot carry it: run it on the "
+                         f"full path (leave {BLOCK_OPTION.split(' (')[0]} unset or set it to full)")
+    plan(model, batch, n_tokens, "full")
+
+
+def parse_block(block: Any, what: str = "attention block") -> int | str | None:
+    """What `--attention-block` / `attention_block=` may say: None or "auto" (-> None: the plan decides per
+    pass), "full", or a number of query rows B >= 1 ("64" as the CLI gives it); anything else is one
+    InputError naming the value and the allowed range."""
+    if block is None:
+        return None
+    if isinstance(block, str):
+        text = block.strip().lower()
+        if text in ("auto", "full"):
+            return None if text == "auto" else "full"
+        if re.fullmatch(r"[+]?\d+", text):
+            block = int(text)
+    if not is_integer(block) or int(block) < 1:
+        raise InputError(f"{what} must be an integer B >= 1 (query rows per block), 'full' or 'auto'; got {block!r}")
+    return int(block)
+
+
+_DEFAULT_POLICY: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar(
+    "sinkbench_attention_policy", default=None)
+
+
+def _chosen_policy(model: Any) -> tuple[Any, Any]:
+    """(block, budget) for a pass of `model`: its own policy, else the process-wide one, else (None, None)."""
+    own = getattr(model, "_sinkbench_attention_policy", None)
+    return own or _DEFAULT_POLICY.get() or (None, None)
+
+
 def path(model: Any, inputs: torch.Tensor, block: Any = None, budget: Any = None):
     """The attention path `plan` picks for one pass over `inputs` ([batch, T] tokens; images: full or B), or
     nothing when the caller already opened `blockwise` on the model; unset arguments come from `policy`:
@@ -253,8 +296,8 @@ def path(model: Any, inputs: torch.Tensor, block: Any = None, budget: Any = None
     """
     if active(model) is not None:
         return contextlib.nullcontext(active(model))
-    chosen_block, chosen_budget = getattr(model, "_sinkbench_attention_policy", (None, None))
-    block = chosen_block if block is None else block
+    chosen_block, chosen_budget = _chosen_policy(model)
+    block = chosen_block if block is None else parse_block(block)
     budget = chosen_budget if budget is None else budget
     if inputs.ndim == 2:  # tokens
         chosen = plan(model, inputs.shape[0], inputs.shape[1], block, budget)
@@ -269,24 +312,34 @@ def policy(model: Any, block: Any = None, budget: Any = None) -> Iterator[None]:
 
         >>> with attention.policy(model, block=args.attention_block):    # None / "auto", "full" or B
         ...     probes.sinks(model, data)
+        >>> with attention.policy(None, block=64):                        # every model of this context
+        ...     gallery.build(...)                                        # (what the CLI sets)
 
     None or "auto": per pass, full while the pattern fits the budget, else blockwise; "full": always the full
     path, refused before a pass whose pattern would not fit; B: blockwise with B query rows per block.
+    `model=None` sets the policy of every model without one of its own (a context variable: this thread and
+    the tasks it starts; Ray workers are other processes and take `attention_block=` with their job).
     """
-    if isinstance(block, str):  # as the CLI gives it
-        text = block.strip().lower()
-        block = None if text in ("", "auto") else "full" if text == "full" else int(text) if text.isdigit() else block
+    block = parse_block(block)
+    budget_bytes(budget)  # a bad budget fails here, before any pass
+    if model is None:
+        token = _DEFAULT_POLICY.set((block, budget) if (block, budget) != (None, None) else None)
+        try:
+            yield
+        finally:
+            _DEFAULT_POLICY.reset(token)
+        return
     if block is not None and block != "full":
         with blockwise(model, block, budget):
             yield
         return
-    budget_bytes(budget)  # a bad budget fails here, before any pass
     before = getattr(model, "_sinkbench_attention_policy", None)
-    object.__setattr__(model, "_sinkbench_attention_policy", (block, budget))
+    object.__setattr__(model, "_sinkbench_attention_policy", (block, budget) if (block, budget) != (None, None)
+                       else ("auto", budget))  # an explicit auto on the model wins over a process-wide policy
     try:
         yield
     finally:
-        object.__setattr__(model, "_sinkbench_attention_policy", before or (None, None))
+        object.__setattr__(model, "_sinkbench_attention_policy", before)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -383,8 +436,13 @@ def _mask_hook(model: Any, state: Blockwise) -> Callable:
         batch, length = reference.shape[:2]
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
         past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
+        if cache is None:  # a pass without a cache keeps none: HF's default one holds K and V of every layer
+            kwargs["use_cache"] = False
         check_length(model, past + length)
         mask = kwargs.get("attention_mask")
+        if getattr(mask, "_sinkbench_sentinel", False):  # an enclosing blockwise's (nested): share its masks
+            state.padding, state.sentinel = mask._sinkbench_padding, mask
+            return args, kwargs
         if mask is not None and mask.ndim == 4:
             return args, kwargs  # a caller's own 4D mask: the block forwards slice it per block
         if mask is not None:
@@ -393,6 +451,8 @@ def _mask_hook(model: Any, state: Blockwise) -> Callable:
             return args, kwargs  # an encoder without padding: transformers builds no mask anyway
         dtype = embeds.dtype if embeds is not None else next(module.parameters()).dtype
         state.sentinel = torch.zeros((), dtype=dtype, device=reference.device).expand(batch, 1, length, past + length)
+        state.sentinel._sinkbench_sentinel = True  # a nested blockwise recognises it (and its padding)
+        state.sentinel._sinkbench_padding = state.padding
         kwargs["attention_mask"] = state.sentinel
         return args, kwargs
     return pre_hook
@@ -530,15 +590,23 @@ def _key_span(block: QueryBlock, n_keys: int, causal: bool, window: int | None, 
 
 def _run_blocks(state: Blockwise, n_queries: int, size: int,
                 one_block: Callable[[QueryBlock], torch.Tensor]) -> torch.Tensor:
-    """Call `one_block` on every query block with current_block() set; concatenate its outputs (dim 1)."""
-    outputs = []
+    """Call `one_block` on every query block with current_block() set; its outputs fill one tensor (dim 1),
+    allocated after the first block and written in place: a list of small per-block outputs kept alive between
+    the blocks' large temporaries would fragment the heap (glibc keeps the holes; RSS grows per block)."""
+    out = None
     for block in state.blocks(n_queries, size):
         token = _CURRENT.set(block)
         try:
-            outputs.append(one_block(block))
+            piece = one_block(block)
         finally:
             _CURRENT.reset(token)
-    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+        if block.is_whole:
+            return piece
+        if out is None:
+            out = piece.new_empty((piece.shape[0], n_queries, *piece.shape[2:]))
+        out[:, block.rows] = piece
+        del piece
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -576,6 +644,9 @@ def _rotary_forward(self: Any, state: Blockwise, *args: Any, **kwargs: Any) -> t
         query = self.hook_rot_q(query)
     if hasattr(self, "hook_rot_k"):
         key = self.hook_rot_k(key)
+    cache = kwargs.pop("cache", None)  # transformers 5.2x names the layer's cache `cache`; TransformerLens's
+    if cache is not None and kwargs.get("past_key_values") is None:  # _update_kv_cache reads past_key_values
+        kwargs["past_key_values"] = cache
     key, value = self._update_kv_cache(key, value, **kwargs)
     groups = getattr(hf_attn, "num_key_value_groups", 1)
     if groups > 1:

@@ -133,11 +133,32 @@ def batches(model: Any, data: Any, batch_size: int = 8, sink: Any = None,
     return out
 
 
+class _Stop(Exception):  # noqa: N818 (not an error: how a pass stops before the unembedding)
+    pass
+
+
 def forward(model: Any, inputs: Any, hooks: Sequence[Hook] = (), stop_at_layer: int | None = None) -> Any:
-    """One forward pass under `hooks` (removed afterwards); bridges can stop after a block. The attention runs
-    the full path while its pattern fits the budget and blockwise otherwise (workbench.attention.plan), unless
-    the caller opened `attention.blockwise(model, ...)` around it."""
-    with attention.path(model, inputs), model.hooks(fwd_hooks=list(hooks)):
+    """One forward pass under `hooks` (removed afterwards); bridges can stop after a block (`stop_at_layer` =
+    the number of blocks stops before the final norm: the residual stream after the last block, and no logits,
+    which are [b, T, V] floats: 1.6 GB for SmolLM2 at T = 8192). The attention runs the full path while its
+    pattern fits the budget and blockwise otherwise (workbench.attention.plan), unless the caller opened
+    `attention.blockwise(model, ...)` around it."""
+    hooks = list(hooks)
+    n_blocks = len(getattr(model, "blocks", ()))
+    before_unembed = stop_at_layer is not None and stop_at_layer >= n_blocks and "ln_final.hook_in" in model.hook_dict
+    found: dict[str, Any] = {}
+    if before_unembed:
+        def stop(tensor: torch.Tensor, hook: Any) -> None:
+            found["resid"] = tensor
+            raise _Stop
+        hooks.append(("ln_final.hook_in", stop))
+    with attention.path(model, inputs), model.hooks(fwd_hooks=hooks):
+        if before_unembed:
+            try:
+                model(inputs)
+            except _Stop:
+                pass
+            return found["resid"]
         if stop_at_layer is not None:
             return model.run_with_hooks(inputs, fwd_hooks=[], stop_at_layer=stop_at_layer)
         return model(inputs)

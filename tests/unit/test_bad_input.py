@@ -63,7 +63,8 @@ def test_every_float_parameter_refuses_nan_inf_and_non_numbers(name, parameter, 
 @pytest.mark.parametrize("text", ["nan", "inf", "-inf", "NaN"])
 def test_nan_written_in_a_spec_string_fails_before_any_forward_pass(tiny_llama, monkeypatch, name, parameter, text):
     calls = []
-    monkeypatch.setattr(scoring.Scorer, "outputs", lambda *a, **k: calls.append(1))
+    for scorer_class in (scoring.Scorer, scoring.CausalLMScorer):  # the causal scorer overrides outputs()
+        monkeypatch.setattr(scorer_class, "outputs", lambda *a, **k: calls.append(1))
     with pytest.raises(InputError, match=rf"{parameter} = (nan|inf|-inf) is not a finite number"):
         experiment.run(tiny_llama, prompts(tiny_llama), [f"{name}:{parameter}={text}"], progress=False)
     assert not calls  # scale-sink:gamma=nan once ran and reported delta_loss 0.0000
@@ -148,7 +149,8 @@ def test_malformed_sinks_are_one_clear_error(tiny_llama, sink, message):
 ])
 def test_a_per_sequence_sink_that_does_not_fit_the_data_fails_before_any_pass(tiny_llama, monkeypatch, sink, message):
     calls = []
-    monkeypatch.setattr(scoring.Scorer, "outputs", lambda *a, **k: calls.append(1))
+    for scorer_class in (scoring.Scorer, scoring.CausalLMScorer):  # the causal scorer overrides outputs()
+        monkeypatch.setattr(scorer_class, "outputs", lambda *a, **k: calls.append(1))
     ds = prompts(tiny_llama)
     with pytest.raises(InputError, match=message):
         experiment.run(tiny_llama, ds, [iv.get("mask-sink", sink=sink)], progress=False)

@@ -396,3 +396,66 @@ def test_an_unknown_attention_is_refused_before_anything_is_installed(tiny_llama
     with pytest.raises(InputError, match="cannot run layer 0 .* Linear"):
         with attention.blockwise(Other(), block=4):
             pass
+
+
+def test_a_process_wide_policy_reaches_every_model_without_one_of_its_own(tiny_llama):
+    tokens = tokens_for(tiny_llama, n=1, length=50)
+    with attention.policy(None, block=8):  # what `--attention-block 8` sets for a whole command
+        with attention.path(tiny_llama, tokens) as run:
+            assert run is not None and run.block == 8
+        with attention.policy(tiny_llama, block="auto"), attention.path(tiny_llama, tokens) as run:
+            assert run is None  # the model's own (auto: the full path fits) wins
+    with attention.path(tiny_llama, tokens) as run:
+        assert run is None  # the context ended
+    with pytest.raises(InputError, match="got 0"):
+        with attention.policy(None, block=0):
+            pass
+
+
+def test_a_pass_stopped_after_the_last_block_builds_no_logits_and_no_cache(tiny_llama):
+    from workbench.passes import forward
+
+    tokens = tokens_for(tiny_llama, n=2, length=30)
+    seen = {}
+    with torch.no_grad():
+        full = forward(tiny_llama, tokens, [(sites.resid(1), lambda t, hook: seen.__setitem__("resid", t.clone()))])
+        resid = forward(tiny_llama, tokens, stop_at_layer=len(tiny_llama.blocks))
+    assert full.shape[-1] == zoo.info(tiny_llama).vocab_size
+    torch.testing.assert_close(resid, seen["resid"], rtol=0, atol=0)  # the residual stream after the last block
+    assert not tiny_llama.hook_dict["ln_final.hook_in"]._forward_hooks
+    with torch.no_grad(), attention.blockwise(tiny_llama, block=8):
+        out = tiny_llama.original_model(input_ids=tokens)
+    assert out.past_key_values is None  # blockwise passes keep no KV cache (K, V of every layer)
+    torch.testing.assert_close(out.logits, full, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gemma3"])
+def test_a_nested_blockwise_keeps_the_causal_and_padding_masks(name):
+    model = zoo.load(name)
+    tokens = tokens_for(model, n=2, length=40)
+    mask = torch.ones_like(tokens)
+    mask[1, :5] = 0  # left padding in the second row
+    with torch.no_grad():
+        full = model.original_model(input_ids=tokens, attention_mask=mask).logits
+        with attention.blockwise(model, block=8), attention.blockwise(model, block=3) as inner:
+            nested = model.original_model(input_ids=tokens, attention_mask=mask).logits
+    assert inner.n_blocks > 0
+    torch.testing.assert_close(nested[0], full[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(nested[1, 5:], full[1, 5:], rtol=0, atol=1e-5)
+
+
+def test_a_cache_handed_to_the_layers_as_cache_is_read_and_written_blockwise(tiny_llama):
+    """transformers 5.2x passes the layer's KV cache as `cache=`; TransformerLens's _update_kv_cache reads
+    `past_key_values`: the block forward hands it over, so a second step attends to the first step's keys."""
+    from transformers import DynamicCache
+
+    tokens = tokens_for(tiny_llama, n=1, length=30)
+    hf = tiny_llama.original_model
+    with torch.no_grad():
+        full = hf(input_ids=tokens).logits
+        with attention.blockwise(tiny_llama, block=4):
+            cache = DynamicCache()
+            hf(input_ids=tokens[:, :20], cache=cache, use_cache=True)
+            assert cache.get_seq_length() == 20
+            step = hf(input_ids=tokens[:, 20:], cache=cache, use_cache=True).logits
+    torch.testing.assert_close(step, full[:, 20:], rtol=0, atol=1e-5)

@@ -8,6 +8,7 @@ import pytest
 
 from workbench import attention, experiment, probes, zoo
 from workbench.core import data
+from workbench.core.errors import InputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -96,3 +97,90 @@ def test_the_default_goes_blockwise_by_itself_when_the_full_pattern_would_not_fi
     monkeypatch.setattr(attention, "blockwise", spy)
     same_rows(full, probes.sinks(tiny_llama, ds, progress=False))
     assert blocks and all(b is not None and b < 200 for b in blocks)
+
+
+def test_attention_block_in_the_api_and_the_spec_gives_the_same_rows(tiny_llama):
+    from workbench.experiment.spec import RunSpec
+
+    ds = windows(tiny_llama, n=3)
+    chosen = ["mask-sink", "mean-implicit-bias", "scale-sink:gamma=0.5"]
+    full = experiment.run(tiny_llama, ds, chosen, progress=False, attention_block="full")
+    assert full.provenance["attention_block"] == "full"
+    blocked = experiment.run(tiny_llama, ds, chosen, progress=False, attention_block=7)
+    assert blocked.provenance["attention_block"] == 7
+    full.provenance.pop("attention_block")
+    same_rows(full, blocked)
+    same_rows(experiment.evaluate(tiny_llama, ds, progress=False),
+              experiment.evaluate(tiny_llama, ds, progress=False, attention_block="3"))
+    swept = experiment.sweep(tiny_llama, ds, "mean-implicit-bias", over="layer", progress=False, attention_block=5)
+    same_rows(experiment.sweep(tiny_llama, ds, "mean-implicit-bias", over="layer", progress=False), swept)
+    for bad in (0, -1, 2.5, "many"):
+        with pytest.raises(InputError, match=r"attention block must be an integer B >= 1 .*'full' or 'auto'; got"):
+            experiment.run(tiny_llama, ds, chosen, progress=False, attention_block=bad)
+    spec = {"model": "tiny-llama", "data": {"prompts": "random", "window": 40, "n_windows": 3},
+            "run": {"interventions": ["mask-sink"], "attention_block": 0}}
+    with pytest.raises(InputError, match=r"\[run\].attention_block must be an integer B >= 1.*got 0"):
+        RunSpec.from_dict(spec)
+    spec["run"]["attention_block"] = "auto"
+    assert RunSpec.from_dict(spec).run["attention_block"] == "auto"
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gemma3"])
+def test_long_sequences_are_scored_in_query_chunks_with_the_same_numbers(name, monkeypatch):
+    """Loss, KL, top-1 and the logit difference of the chunked scorer (no [b, T, V] logits, no baseline
+    distributions kept whole) equal the full scorer's; the pass stops at the final residual stream."""
+    from workbench.experiment import scoring
+
+    model = zoo.load(name)
+    ds = windows(model, n=3, window=60)
+    chosen = ["mask-sink", "zero-implicit-bias", "scale-sink:gamma=0.5"]
+    full = experiment.run(model, ds, chosen, progress=False, logit_pair=(5, 9), batch_size=2)
+    monkeypatch.setattr(scoring, "LOGIT_CHUNK_BYTES", 1000)  # every sequence is "long"
+    monkeypatch.setattr(scoring, "_CHUNK_BYTES", zoo.info(model).vocab_size * 4 * 2 * 7)  # 7 rows of 2 sequences
+    scorer = scoring.scorer_for(zoo.info(model))
+    resid = scorer.outputs(model, next(iter(ds.batches(2)))[1], [])
+    assert resid.shape[-1] == zoo.info(model).d_model  # the forward stopped before the unembedding
+    assert not model.hook_dict[scoring.FINAL_HOOK]._forward_hooks  # and left no hook behind
+    same_rows(full, experiment.run(model, ds, chosen, progress=False, logit_pair=(5, 9), batch_size=2))
+
+
+def test_image_attention_reads_the_same_rows_through_the_blocks():
+    model = zoo.load("tiny-vit")
+    from workbench.vision import image_set
+
+    images = image_set(model, "shapes", n=4, seed=0)
+    full = probes.image_attention(model, images, progress=False)
+    for block in (1, 7):
+        with attention.blockwise(model, block=block) as run:
+            same_rows(full, probes.image_attention(model, images, progress=False))
+        assert run.largest_block == block
+
+
+def test_attribution_patching_is_refused_blockwise_with_the_reason(tiny_llama):
+    from workbench.experiment.attribution import attribution_sweep
+
+    ds = windows(tiny_llama, n=2)
+    for opened in (attention.blockwise(tiny_llama, block=7), attention.policy(None, block=7)):
+        with opened, pytest.raises(InputError, match=r"attribution patching needs the whole attention pattern.*"
+                                                     r"block 7.*full path"):
+            attribution_sweep(tiny_llama, ds, "zero-head", progress=False)
+    with attention.policy(None, block="full"):
+        assert len(attribution_sweep(tiny_llama, ds, "zero-head", progress=False, layers=[0]))
+
+
+def test_the_length_recipes_stop_at_the_context_and_at_the_longest_of_each_model():
+    from types import SimpleNamespace
+
+    from workbench import gallery
+    from workbench.gallery import recipes_survey_long
+
+    def context(name, n_ctx, params):
+        model = SimpleNamespace(sinkbench=SimpleNamespace(name=name, n_ctx=n_ctx))
+        return SimpleNamespace(model=lambda: model, params=params)
+
+    params = gallery.recipes()["sink-ratio-vs-length"].params
+    assert recipes_survey_long._lengths(context("qwen2.5-0.5b", 32768, params)) == [64, 512, 2048, 8192, 32768]
+    assert recipes_survey_long._lengths(context("gemma3-270m", 32768, params)) == [64, 512, 2048, 8192]
+    assert recipes_survey_long._lengths(context("smollm2-135m", 8192, params)) == [64, 512, 2048, 8192]
+    quick = gallery.recipes()["sink-ratio-vs-length"].quick_params
+    assert recipes_survey_long._lengths(context("tiny-llama", 256, quick)) == [16, 32, 64]

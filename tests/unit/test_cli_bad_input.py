@@ -107,6 +107,16 @@ CASES = [
     (["stream", "--model", "tiny-llama", "--policy", "nope"], "'nope'"),
     (["stream", "--model", "tiny-llama", "--window", "0"], "W = 0"),
     (["stream", "--model", "tiny-llama", "--replace-sinks", "tab"], "'tab'"),
+    # --attention-block on every command that runs a model (issue 14): B >= 1, full or auto
+    *[([*command, "--attention-block", value], names) for command in (
+        ["eval", "--model", "tiny-llama"], ["probe", "sinks", "--model", "tiny-llama"],
+        ["run", "--model", "tiny-llama", "-i", "mask-sink"], ["figures", "sink-grid", "--out", "{d}/figs"],
+        ["explore", "--model", "tiny-llama", "--out", "{d}/explore"], ["stream", "--model", "tiny-llama"])
+      for value, names in (("0", "--attention-block: 0 is out of range: allowed B >= 1"),
+                           ("-8", "--attention-block: -8 is out of range"),
+                           ("1.5", "--attention-block: '1.5' is not an integer, full or auto"),
+                           ("everything", "'everything' is not an integer, full or auto (allowed: B >= 1"))],
+    (["stream", "--model", "tiny-llama", "-i", "nope"], "unknown intervention 'nope'"),
 ]
 
 

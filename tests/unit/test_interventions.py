@@ -221,7 +221,8 @@ def test_bad_interventions_fail_before_any_forward_pass(tiny_llama, text, messag
 
 def test_data_dependent_errors_come_before_any_forward_pass(tiny_llama, monkeypatch):
     calls = []
-    monkeypatch.setattr(scoring.Scorer, "outputs", lambda *a, **k: calls.append(1))
+    for scorer_class in (scoring.Scorer, scoring.CausalLMScorer):  # the causal scorer overrides outputs()
+        monkeypatch.setattr(scorer_class, "outputs", lambda *a, **k: calls.append(1))
     with pytest.raises(InputError, match=r"sink position 30 is outside the sequence: allowed 0\.\.23"):
         experiment.run(tiny_llama, prompts(tiny_llama), ["mask-sink:sink=30"], progress=False)
     assert not calls
@@ -476,8 +477,8 @@ def test_a_finished_output_is_reused_and_force_recomputes(tiny_llama, tmp_path, 
     ds = prompts(tiny_llama)
     first = experiment.run(tiny_llama, ds, ["mask-sink"], out=out, progress=False)
     said, calls = [], []
-    real = scoring.Scorer.outputs
-    monkeypatch.setattr(scoring.Scorer, "outputs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = scoring.CausalLMScorer.outputs  # the causal scorer has its own outputs() (long sequences: chunks)
+    monkeypatch.setattr(scoring.CausalLMScorer, "outputs", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = experiment.run(tiny_llama, ds, ["mask-sink"], out=out, progress=False, log=said.append)
     assert not calls and len(said) == 1 and f"reusing {out}" in said[0] and "force=True" in said[0]
     assert [r["value"] for r in again] == [r["value"] for r in first] and again.provenance["reused"] == str(out)

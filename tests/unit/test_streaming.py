@@ -361,3 +361,77 @@ def test_figure_recipes_draw_the_table_and_the_curves(fake_corpus, tmp_path):
     curves = pd.read_csv(tmp_path / "streaming-curves.csv")
     assert set(curves["policy"]) == {"dense", "window", "sinks", "recompute"}
     assert (tmp_path / "streaming-curves.png").stat().st_size > 0
+
+
+# -- hooks and interventions while streaming (issue 14) ----------------------------------------------
+
+
+def test_hooks_fire_while_streaming_on_both_paths_with_the_cache_as_the_key_axis(tiny_llama, ids):
+    seen = {"exact": [], "fast": []}
+    for path, fast in (("exact", False), ("fast", True)):
+        hooks = [(f"blocks.1.attn.{name}", lambda t, hook, name=name, path=path: seen[path].append((name, t.shape)))
+                 for name in ("hook_attn_scores", "hook_pattern", "hook_z")]
+        with tiny_llama.hooks(fwd_hooks=hooks):
+            stream_nll(tiny_llama, ids[:40], Sinks(2, 16), fast=fast, chunk=16, progress=False)
+    exact = [shape for name, shape in seen["exact"] if name == "hook_pattern"]
+    assert len(exact) == 39 and exact[0] == (1, 4, 1, 1) and exact[-1] == (1, 4, 1, 16)  # slots: at most W
+    assert ("hook_z", (1, 1, 4, 16)) in seen["exact"]  # [1, c, H, d_head]
+    fast = [shape for name, shape in seen["fast"] if name == "hook_pattern"]
+    assert fast[0] == (1, 4, 16, 18)  # chunk of 16 queries x (2 sinks | 16 band keys)
+    assert [name for name, _ in seen["exact"][:3]] == ["hook_attn_scores", "hook_pattern", "hook_z"]
+
+
+@pytest.mark.parametrize("policy", [Sinks(2, 16), Window(16), Recompute(16)])
+def test_an_identity_edit_reproduces_the_stream_and_an_intervention_changes_it(tiny_llama, ids, policy):
+    text = ids[:40]
+    base = stream_nll(tiny_llama, text, policy, fast=False, progress=False).nll
+    same = stream_nll(tiny_llama, text, policy, fast=False, progress=False, intervention="scale-sink:gamma=1.0")
+    np.testing.assert_allclose(same.nll, base, atol=1e-6, rtol=0)
+    edited = stream_nll(tiny_llama, text, policy, fast=not policy.recompute, progress=False,
+                        intervention="scale-sink:gamma=0.5")
+    assert edited.path == "exact"  # dense / window / sinks: token by token whatever `fast` says
+    assert np.abs(edited.nll - base).max() > 1e-4
+
+
+def test_dense_streaming_under_an_intervention_equals_one_intervened_forward_pass(tiny_llama, ids):
+    from interventions import parse
+    from workbench.passes import PassContext, forward
+
+    intervention = parse("mask-sink:layers=1 + zero-implicit-bias:layers=0")
+    ids = ids[:48]
+    ctx = PassContext.of(tiny_llama, ids[None])
+    with torch.no_grad():
+        reference = token_nll(forward(tiny_llama, ids[None], intervention.hooks(tiny_llama, ctx)), ids[None])[0]
+    stream = stream_nll(tiny_llama, ids, Dense(), progress=False, intervention=intervention)
+    np.testing.assert_allclose(stream.nll, reference.numpy(), atol=1e-4, rtol=0)
+    assert np.abs(stream.nll - stream_nll(tiny_llama, ids, Dense(), progress=False).nll).max() > 1e-4
+
+
+def test_streaming_refuses_an_intervention_whose_hooks_the_cache_does_not_fire(tiny_llama, ids):
+    with pytest.raises(InputError, match="needs hook blocks.0.attn.hook_v.*policy recompute"):
+        stream_nll(tiny_llama, ids, Sinks(2, 16), progress=False, intervention="zero-sink-value")
+    with pytest.raises(InputError, match="unknown intervention"):
+        stream_nll(tiny_llama, ids, Sinks(2, 16), progress=False, intervention="nope")
+
+
+def test_stream_policies_and_the_cli_name_the_intervention_in_their_rows(tiny_llama, ids, tmp_path):
+    results = streaming.stream_policies(tiny_llama, ids[:40], [Sinks(2, 16)], progress=False,
+                                        intervention="scale-sink:gamma=0.5", attention_block=8)
+    assert set(results.df["intervention"]) == {"scale-sink(gamma=0.5)"}
+    assert results.provenance["intervention"] == "scale-sink(gamma=0.5)"
+    text = tmp_path / "t.txt"
+    text.write_text("It was a bright cold day in April, and the clocks were striking thirteen. " * 4)
+    out = tmp_path / "s.json"
+    assert cli.main(["stream", "--model", "tiny-llama", "--text-file", str(text), "--policy", "sinks", "--sinks", "2",
+                     "--window", "16", "--max-tokens", "40", "-i", "scale-sink:gamma=0.5", "--attention-block", "4",
+                     "--json", str(out)]) == 0
+    row = Results.load(out).filter(metric="perplexity").rows[0]
+    assert (row["intervention"], row["path"]) == ("scale-sink(gamma=0.5)", "exact")
+
+
+def test_a_positional_sink_the_cache_does_not_hold_yet_is_absent_not_an_error(tiny_llama, ids):
+    plain = stream_nll(tiny_llama, ids[:30], Sinks(4, 16), fast=False, progress=False).nll
+    same = stream_nll(tiny_llama, ids[:30], Sinks(4, 16), progress=False, intervention="scale-sink:gamma=1,sink=0,1,2,3")
+    np.testing.assert_allclose(same.nll, plain, atol=1e-6, rtol=0)
+    masked = stream_nll(tiny_llama, ids[:30], Sinks(4, 16), progress=False, intervention="mask-sink:sink=0,1,2,3")
+    assert np.abs(masked.nll - plain).max() > 1e-4

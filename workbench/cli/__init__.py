@@ -21,7 +21,7 @@ import sys
 from types import ModuleType
 
 from workbench.cli import data, eval, explore, figures, models, probe, run, stream, train, train_vit
-from workbench.cli.common import OneLineParser
+from workbench.cli.common import OneLineParser, attention_policy
 from workbench.core.errors import WorkbenchError
 
 COMMANDS: list[ModuleType] = [models, data, eval, probe, run, figures, explore, stream, train, train_vit]
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        with attention_policy(args):  # --attention-block: every pass of the command (workbench.attention)
+            return int(args.func(args) or 0)
     except WorkbenchError as exc:
         print(f"sinkbench: error: {exc}", file=sys.stderr)
         return 2

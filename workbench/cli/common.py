@@ -7,6 +7,7 @@ while the parser is built, so `--help` and argument errors answer at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -52,6 +53,45 @@ def number(low: float | None = None, high: float | None = None, low_open: bool =
             raise argparse.ArgumentTypeError(str(exc).removeprefix("value = ")) from None
     parse.__name__ = "number"
     return parse
+
+
+def attention_block(text: str):
+    """An argparse type for --attention-block: auto (-> None), full, or B >= 1 query rows per block (the rule of
+    workbench.attention.parse_block, without importing torch while arguments are parsed)."""
+    value = text.strip().lower()
+    if value in ("auto", "full"):
+        return None if value == "auto" else "full"
+    try:
+        block = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer, full or auto (allowed: B >= 1 query rows "
+                                         "per block, full, auto)") from None
+    if block < 1:
+        raise argparse.ArgumentTypeError(f"{block} is out of range: allowed B >= 1 query rows per block, full or "
+                                         "auto")
+    return block
+
+
+attention_block.__name__ = "attention block"
+
+
+def add_attention_arg(parser: argparse.ArgumentParser) -> None:
+    """--attention-block B|full|auto: how every attention of the command's passes runs (workbench.attention)."""
+    parser.add_argument("--attention-block", type=attention_block, default=None, metavar="B|full|auto",
+                        help="attention of every pass: auto (default: the full pattern while it fits the memory "
+                             "budget, $SINKBENCH_ATTENTION_BUDGET, 1G per layer; blockwise otherwise), full (refused "
+                             "when it would not fit) or B: blockwise, B query rows at a time (B >= 1)")
+
+
+def attention_policy(args: argparse.Namespace):
+    """The context in which a command's passes run under its --attention-block (every model it loads; nothing,
+    and no torch import, when the option is unset or the command has none)."""
+    block = getattr(args, "attention_block", None)
+    if block is None:
+        return contextlib.nullcontext()
+    from workbench import attention
+
+    return attention.policy(None, block)
 
 
 def check_output_dir(path: Path, what: str = "--out") -> Path:
@@ -152,6 +192,14 @@ def load_data(args: argparse.Namespace, model):
         from workbench.probes.high_norm import mark_high_norm
 
         return mark_high_norm(model, images, args.high_norm)
+    if zoo.info(model).is_multimodal:  # image + text: generated scenes and their questions (workbench.multimodal)
+        if not getattr(getattr(args, "func", None), "__module__", "").endswith(".probe"):
+            raise InputError(f"{args.model} is a multimodal LM: `sinkbench probe mixed-attention` / `visual-sinks` "
+                             "(and the other probes) measure it; the runner scores text loss only, so measure the "
+                             "visual-sink edits' answer accuracy with interventions.multimodal.answer_accuracy")
+        from workbench.multimodal import mixed_set
+
+        return mixed_set(model, n=args.n_images, seed=args.seed)
     if args.images is not None or args.high_norm is not None:
         raise InputError(f"--images / --high-norm are for image models; {args.model} is a text model")
     limit = args.n_windows or None

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from workbench.cli.common import (
+    add_attention_arg,
     add_data_args,
     add_model_arg,
     check_outputs,
@@ -24,6 +25,7 @@ EXAMPLE = ("  sinkbench eval --model smollm2-135m --window 256 --n-windows 16 --
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arg(parser)
     add_data_args(parser)
+    add_attention_arg(parser)
     parser.add_argument("--json", type=Path, default=None, help="write the Results here (.json/.csv)")
     parser.set_defaults(func=execute)
 

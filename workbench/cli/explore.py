@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workbench.cli.common import add_data_args, add_model_arg, load_data, load_model
+from workbench.cli.common import add_attention_arg, add_data_args, add_model_arg, load_data, load_model
 
 # workbench.gallery.explorer's defaults (importing it here would import pandas while the parser is built;
 # tests/unit/test_explorer.py checks that they agree)
@@ -24,6 +24,7 @@ EXAMPLE = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arg(parser)
     add_data_args(parser, window=64, n_windows=MAX_SEQUENCES)
+    add_attention_arg(parser)
     parser.add_argument("-i", "--intervention", default=None,
                         help="also show every head after this intervention and the difference (e.g. mask-sink, "
                              "\"scale-sink:gamma=0.5,layers=3-10\"; `sinkbench run --help` lists the catalogue)")

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from workbench.cli.common import integer
+from workbench.cli.common import add_attention_arg, integer
 from workbench.cli.run import add_executor_args, executor_from_flags
 from workbench.core.errors import InputError
 
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=integer(0), default=0, help="seed of the data and the bootstrap (default 0)")
     parser.add_argument("--quick", action="store_true", help="small data (for smoke tests; numbers are noisy)")
     parser.add_argument("--force", action="store_true", help="recompute even when cached Results match")
+    add_attention_arg(parser)
     add_executor_args(parser)
     parser.set_defaults(func=execute)
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from workbench.cli.common import (
+    add_attention_arg,
     add_data_args,
     add_model_arg,
     check_outputs,
@@ -45,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=list(PROBES), help="which probe")
     add_model_arg(parser)
     add_data_args(parser, window=64, n_windows=16)
+    add_attention_arg(parser)
     parser.add_argument("--sink", default="bos",
                         help="the sink: bos (position 0; [CLS] on encoders), a position (0 or 0,5), tok:TOKEN "
                              "(tok:. tok:\\n), cls, sep, or auto:EPS (default bos)")
@@ -71,7 +73,7 @@ def probe_options(args: argparse.Namespace) -> dict:
     options: dict = {"batch_size": args.batch_size}
     if args.name not in ("massive-activations",):
         options["layers"] = args.layers
-    if args.name in ("sinks", "norms", "implicit-bias", "heads"):
+    if args.name in ("sinks", "norms", "implicit-bias", "heads", "routing", "super-experts"):
         options["sink"] = args.sink
     if args.name == "sinks" and args.eps:
         options["eps"] = args.eps

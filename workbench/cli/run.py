@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workbench.cli.common import add_data_args, add_model_arg, check_outputs, interval
+from workbench.cli.common import add_attention_arg, add_data_args, add_model_arg, check_outputs, interval
 from workbench.core.errors import InputError
 
 NAME = "run"
@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--explain", action="store_true", help="print what would run, and stop")
     add_model_arg(parser)
     add_data_args(parser, window=128, n_windows=8)
+    add_attention_arg(parser)
     parser.add_argument("-i", "--intervention", action="append", default=[], help="an intervention (repeatable)")
     parser.add_argument("--metric", action="append", default=None,
                         help="metrics (repeatable; default loss, delta_loss, kl, top1_agreement on causal LMs, "
@@ -111,6 +112,8 @@ def spec_from_flags(args: argparse.Namespace):
         run["logit_pair"] = list(args.logit_pair)
     if args.json:
         run["out"] = str(args.json)
+    if getattr(args, "attention_block", None) is not None:  # --attention-block (auto: left out, the default)
+        run["attention_block"] = args.attention_block
     sweep = None
     if args.sweep:
         if len(items) != 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from workbench.cli.common import add_model_arg, load_model
+from workbench.cli.common import add_attention_arg, add_model_arg, load_model
 
 NAME = "stream"
 SUMMARY = ("streaming perplexity of one long text under KV-cache policies: dense, window, sinks (StreamingLLM), "
@@ -19,13 +19,16 @@ EXAMPLE = (
     "  sinkbench stream --text-file book.txt --policy window sinks --exact --max-tokens 1024  # token by token\n"
     "  sinkbench stream --policy sinks window --kv-bits none 3 --kv-keep none bos --max-tokens 2048 \\\n"
     "      --json out/stream-kv3.json           # a 3-bit cache, BOS kept or not (IntactKV), vs full precision\n"
-    "  sinkbench stream --policy sinks --kv-bits 2 --kv-granularity kivi --kv-group 32 --exact --max-tokens 1024")
+    "  sinkbench stream --policy sinks --kv-bits 2 --kv-granularity kivi --kv-group 32 --exact --max-tokens 1024\n"
+    "  sinkbench stream --policy sinks window --max-tokens 1024 -i scale-sink:gamma=0.5   # an attention edit at "
+    "every step")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from workbench.core.corpora import CORPORA, DEFAULT_CORPUS
 
     add_model_arg(parser)
+    add_attention_arg(parser)
     group = parser.add_argument_group("text (default: a novel of the bundled corpus)")
     source = group.add_mutually_exclusive_group()
     source.add_argument("--text-file", type=Path, help="a plain-text file, read as one stream")
@@ -80,6 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "or as rotated at their slot (post; what a post-RoPE cache holds; needs --exact)")
     group.add_argument("--kv-only", choices=["keys", "values"], default=None,
                        help="quantise only the keys or only the values (default both)")
+    parser.add_argument("-i", "--intervention", default=None, metavar="INTERVENTION",
+                        help="a catalogue attention edit applied at every step (mask-sink, scale-sink:gamma=0.5, "
+                             "zero-implicit-bias, window-attention, ...; A + B composes): dense, window and sinks "
+                             "then read token by token, the sink is the key at cache position 0 (bos) or the "
+                             "cached tokens named by sink=; recompute applies it to each re-encoded window")
     parser.add_argument("--json", type=Path, default=None,
                         help="write the Results here (.json/.csv); a killed sweep resumes from its journal")
     parser.set_defaults(func=execute)
@@ -117,6 +125,11 @@ def execute(args: argparse.Namespace) -> int:
     from workbench.streaming.run import check_quantisable
 
     policies = streaming.policy_grid(args.policy, args.sinks, args.window, args.replace_sinks)
+    intervention = None
+    if args.intervention is not None:  # a malformed spec answers before the model loads
+        from workbench.streaming.hooks import as_intervention
+
+        intervention = as_intervention(args.intervention)
     kv_quant = kv_quantisers(args)
     for policy in policies:  # what needs no model: a cache to quantise, a quantiser the path runs exactly
         for quant in kv_quant or []:
@@ -131,7 +144,8 @@ def execute(args: argparse.Namespace) -> int:
     print(describe(text))
     results = streaming.stream_policies(model, text, policies, fast=not args.exact, chunk=args.chunk,
                                         recompute_stride=args.recompute_stride, curve_bin=args.curve_bin,
-                                        seed=args.seed, out=args.json, log=print, kv_quant=kv_quant)
+                                        seed=args.seed, out=args.json, log=print, kv_quant=kv_quant,
+                                        intervention=intervention, attention_block=args.attention_block)
     if args.json is not None:
         print(f"wrote {len(results)} rows to {args.json}")
     return 0

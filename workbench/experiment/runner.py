@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from interventions import Identity, Intervention, from_spec, parse
+from workbench import attention
 from workbench.core import sites
 from workbench.core.data import Dataset
 from workbench.core.errors import InputError, InterventionError, check_list, check_number, check_range
@@ -53,6 +54,7 @@ from workbench.experiment.scoring import scorer_for
 from workbench.passes import Hook, PassContext, check_data, device_of
 
 _LOGIT_CACHE_BYTES = 768 * 2**20
+_TOKENS_PER_FORWARD = 8192  # interventions stacked into one pass hold at most this many tokens (issue 14)
 
 
 def as_intervention(item: Intervention | str | dict) -> Intervention:
@@ -202,6 +204,7 @@ class _Scoring:
     pair: tuple[int, int] | None
     seed: int
     batch_size: int
+    attention_block: Any = None  # workbench.attention.policy of the passes (a Ray worker applies it to its model)
 
 
 class _Passes:
@@ -214,6 +217,9 @@ class _Passes:
         self.device = device_of(model)
         self.batches = [(index, tokens, data.model_inputs(index, tokens)) for index, tokens in data.batches(batch_size)]
         width = self.model_info.vocab_size if self.model_info.causal else self.model_info.d_model
+        self.length = max(t.shape[1] for _, t, _ in self.batches)
+        if getattr(self.scorer, "long", None) is not None and self.scorer.long(self.length):
+            width = self.model_info.d_model  # a long sequence's output is its final residual stream (scoring.py)
         self.keep_baseline = sum(t.numel() for _, t, _ in self.batches) * width * 4 <= _LOGIT_CACHE_BYTES
         self.rows_per_batch = max(1, max(t.shape[0] for _, t, _ in self.batches))
         self._baseline: dict[int, torch.Tensor] = {}
@@ -307,7 +313,9 @@ class _UnitsJob:
         s = self.scoring
         passes = state.keep(self.passes_key(), lambda: _Passes(model, data, s.batch_size))
         baseline = _Accumulator() if self.baseline else None
-        found = passes.score(self.stacks, state.get(self.states), s, baseline, state.tick)
+        with attention.policy(model, s.attention_block) if s.attention_block is not None \
+                and attention.active(model) is None else contextlib.nullcontext():  # (here: the run's own is open)
+            found = passes.score(self.stacks, state.get(self.states), s, baseline, state.tick)
         rows = {u.key: _rows(u.key, found[u.key], s.metrics, s.seed, u.columns, s.experiment)
                 for stacked in self.stacks for u in stacked}
         return rows, (_rows("none", baseline, s.metrics, s.seed, {}, s.experiment) if baseline is not None else None)
@@ -319,7 +327,7 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
         units: Sequence[Unit] | None = None, states: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
         experiment: str = "run", units_per_chunk: int | None = None, force: bool = False,
         flush_seconds: float = 5.0, log: Callable[[str], None] | None = None,
-        executor: Executor | str | dict | None = None) -> Results:
+        executor: Executor | str | dict | None = None, attention_block: Any = None) -> Results:
     """Baseline + one pass per intervention over `data`; tidy rows per (intervention, metric).
 
         >>> run(model, data, ["mask-sink", "scale-sink:gamma=0.5,layers=3-10"], out="out/run.json")
@@ -340,7 +348,25 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
     process), "ray" or a table of Ray options, or an Executor the caller keeps open across runs. Every
     executor writes the same rows; the journal does not depend on it, so a run killed on Ray resumes locally
     and the other way round.
+
+    `attention_block`: how every attention of the run's passes runs (workbench.attention.policy): None or
+    "auto" (full while the pattern fits the budget, blockwise otherwise), "full" (refused before a pass whose
+    pattern would not fit) or B query rows per block; the rows are the same within float rounding.
     """
+    block = attention.parse_block(attention_block)  # a bad value fails here, before any pass
+    options = {**locals(), "attention_block": block}
+    del options["block"]
+    with attention.policy(model, block) if block is not None else contextlib.nullcontext():
+        return _run(**options)
+
+
+def _run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | dict], metrics: Sequence[str] | None,
+         batch_size: int, seed: int, out: str | Path | None, resume: bool, progress: bool, logit_pair: Any,
+         rows_per_forward: int, units: Sequence[Unit] | None,
+         states: dict[str, Any] | Callable[[], dict[str, Any]] | None, experiment: str,
+         units_per_chunk: int | None, force: bool, flush_seconds: float, log: Callable[[str], None] | None,
+         executor: Executor | str | dict | None, attention_block: Any) -> Results:
+    """`run` inside its attention policy (`attention_block` is what the Ray jobs apply and provenance records)."""
     started = time.perf_counter()
     say = log or _say
     model_info = info(model)
@@ -406,8 +432,10 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
         if described is not None:
             prepared_info[unit.key] = described
 
-    scoring = _Scoring(experiment, tuple(chosen), pair, seed, batch_size)
+    scoring = _Scoring(experiment, tuple(chosen), pair, seed, batch_size, attention_block)
     stack = max(1, rows_per_forward // passes.rows_per_batch)
+    # long sequences: at most _TOKENS_PER_FORWARD tokens per stacked pass (memory grows with the pass's tokens)
+    stack = max(1, min(stack, _TOKENS_PER_FORWARD // (passes.rows_per_batch * passes.length)))
     rows: list[dict] = []
     baseline_rows: list[dict] | None = None
     total_steps = len(passes.batches) * (-(-len(todo) // stack) + 1) if todo else len(passes.batches)
@@ -463,7 +491,7 @@ def run(model: Any, data: Dataset, interventions: Sequence[Intervention | str | 
                         interventions={u.key: u.intervention.spec() for u in units},
                         logit_pair=list(pair) if pair else None, prepared=prepared_info or None,
                         resumed_units=len(units) - len(todo), wall_seconds=round(time.perf_counter() - started, 3),
-                        **ran_on)
+                        **ran_on, **({"attention_block": attention_block} if attention_block is not None else {}))
     if store is not None:
         return store.finish(header, leading_rows=baseline_rows)
     return Results(baseline_rows + rows, header)
@@ -495,21 +523,23 @@ def _rows(key: str, acc: _Accumulator, chosen: Sequence[str], seed: int, columns
     return out
 
 
-def evaluate(model: Any, data: Dataset, batch_size: int = 8, seed: int = 0, progress: bool = True) -> Results:
+def evaluate(model: Any, data: Dataset, batch_size: int = 8, seed: int = 0, progress: bool = True,
+             attention_block: Any = None) -> Results:
     """Baseline next-token loss and perplexity of a causal LM over every predicted position.
 
         >>> evaluate(zoo.load("smollm2-135m"), data).value("loss")
+        >>> evaluate(model, data_8k, attention_block=256)             # blockwise, 256 query rows per block
     """
     model_info = info(model)
     if model_info.family == "image-classifier":  # the classifier's baseline is its accuracy
         results = run(model, data, [], metrics=("accuracy",), batch_size=batch_size, seed=seed, progress=progress,
-                      experiment="eval")
+                      experiment="eval", attention_block=attention_block)
         return Results([{**r, "model": model_info.name} for r in results], results.provenance)
     if not model_info.causal:
         raise InputError(f"{model_info.name} is an encoder without a trained LM head: next-token loss means "
                          "nothing there; use an embedding metric (`sinkbench run --metric embedding_cosine`)")
     results = run(model, data, [], metrics=("loss", "perplexity"), batch_size=batch_size, seed=seed,
-                  progress=progress, experiment="eval")
+                  progress=progress, experiment="eval", attention_block=attention_block)
     return Results([{**r, "model": model_info.name} for r in results], results.provenance)
 
 
@@ -550,9 +580,11 @@ def sweep(model: Any, data: Dataset, intervention: Intervention | str, over: str
     base = as_intervention(intervention)
     base.validate(model)
     units = sweep_units(model, base, over, layers, heads)
+    block = attention.parse_block(run_options.get("attention_block"))  # `attention_block=`: its first pass too
 
     def states() -> dict[str, Any]:  # one first pass for the whole scope, only if some unit still runs
-        state = base.prepare(model, data, run_options.get("batch_size", 8), run_options.get("progress", True))
+        with attention.policy(model, block) if block is not None else contextlib.nullcontext():
+            state = base.prepare(model, data, run_options.get("batch_size", 8), run_options.get("progress", True))
         return {u.key: state for u in units}
 
     return run(model, data, units=units, states=states, experiment=f"sweep:{base.name}:{over}", **run_options)

@@ -50,7 +50,8 @@ _TOP = {"model", "device", "data", "run", "sweep", "executor"}
 _DATA = {"corpus": str, "document": str, "text_file": str, "jsonl": str, "prompts": str, "window": int,
          "n_windows": int, "prepend_bos": bool, "seed": int, "images": str, "n_images": int, "high_norm": str}
 _RUN = {"interventions": list, "intervention": list, "metrics": list, "batch_size": int, "seed": int, "out": str,
-        "logit_pair": list, "resume": bool, "rows_per_forward": int}
+        "logit_pair": list, "resume": bool, "rows_per_forward": int,
+        "attention_block": (int, str)}  # B, "full" or "auto" (workbench.attention.policy)
 _SWEEP = {"intervention": (str, dict), "over": str, "layers": (str, int, list), "heads": (str, int, list),
           "attribution": (bool, str)}  # true (= atp) or a mode: atp, atp*, ig
 
@@ -148,6 +149,13 @@ class RunSpec:
                     check_range(f"[{table}].{key}", blob[key], low, 1 << 30)
                 except InputError as exc:
                     raise InputError(f"{where}: {exc}") from None
+        if "attention_block" in self.run:
+            from workbench.attention import parse_block
+
+            try:
+                parse_block(self.run["attention_block"], "[run].attention_block")
+            except InputError as exc:
+                raise InputError(f"{where}: {exc}") from None
         unknown = [m for m in self.run.get("metrics", []) if not isinstance(m, str) or m not in KNOWN]
         if unknown:
             raise InputError(f"{where}: [run].metrics: unknown metric {unknown[0]!r}; use {', '.join(sorted(KNOWN))}")
@@ -288,7 +296,8 @@ class RunSpec:
         options = {"metrics": self.run.get("metrics"), "batch_size": self.run.get("batch_size", 8),
                    "seed": self.run.get("seed", 0), "logit_pair": self.run.get("logit_pair"),
                    "resume": self.run.get("resume", True), "progress": progress,
-                   "rows_per_forward": self.run.get("rows_per_forward", 16), "force": force, "executor": pool}
+                   "rows_per_forward": self.run.get("rows_per_forward", 16), "force": force, "executor": pool,
+                   "attention_block": self.run.get("attention_block")}
         out = self.run.get("out")
         if self.sweep:
             base = self.sweep_intervention()

@@ -1,7 +1,9 @@
 """Long-context recipes (issue 14): sinks and their causal role against the context length T.
 
 Passes whose attention pattern would not fit the memory budget run blockwise by themselves
-(workbench.attention.plan), so these recipes reach T = 8192 on SmolLM2 in linear memory.
+(workbench.attention.plan), so these recipes reach T = 8192 on SmolLM2 in linear memory. Lengths stop at
+the model's context and at `longest` (8192 by default; `longest_for` raises it per model: Qwen2.5-0.5B,
+whose context is 32768, reads one window of 32768 tokens in sink-ratio-vs-length).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from workbench.probes.by_position import sink_by_position
 
 
 def _lengths(ctx: FigureContext) -> list[int]:
-    """The requested lengths that fit the model's context, each at least 4 tokens."""
-    n_ctx = ctx.model().sinkbench.n_ctx
-    return [t for t in ctx.params["lengths"] if 4 <= t <= n_ctx]
+    """The requested lengths that fit the model's context and its `longest` (per model), each >= 4 tokens."""
+    model_info = ctx.model().sinkbench
+    longest = ctx.params.get("longest_for", {}).get(model_info.name, ctx.params.get("longest", 8192))
+    return [t for t in ctx.params["lengths"] if 4 <= t <= min(model_info.n_ctx, longest)]
 
 
 def _windows(ctx: FigureContext, length: int):
@@ -33,7 +36,8 @@ def _stacked(parts: list[tuple[int, Results]]) -> Results:
 
 
 @recipe("sink-ratio-vs-length", title="Sink ratio against context length", reproduces="Gu et al. 2025, Fig. 3",
-        params={"lengths": [64, 512, 2048, 8192], "tokens": 2048, "max_windows": 8},
+        params={"lengths": [64, 512, 2048, 8192, 32768], "tokens": 2048, "max_windows": 8, "longest": 8192,
+                "longest_for": {"qwen2.5-0.5b": 32768}},
         quick_params={"lengths": [16, 32, 64], "tokens": 64, "max_windows": 2})
 def sink_ratio_vs_length(ctx: FigureContext) -> Results:
     model = ctx.model()

@@ -135,8 +135,19 @@ def image_attention(model: Any, images: Any, layers: Any = None, heads: Any = No
         i = slot[layer]
         weights = pattern[:, head_ids].float()  # [b, h, q, k]
         length = weights.shape[-1]
-        received = weights.mean(dim=2)  # [b, h, k]: share of all queries' attention landing on k
-        from_cls = weights[:, :, 0, :]  # [b, h, k]: the [CLS] query's row
+        block = batch.query_block
+        if block.is_whole:
+            received = weights.mean(dim=2)  # [b, h, k]: share of all queries' attention landing on k
+            from_cls = weights[:, :, 0, :]  # [b, h, k]: the [CLS] query's row
+        else:  # blockwise (workbench.attention): sum the blocks' rows, measure once after the last block
+            held = batch.scratch.setdefault(("image-attention", layer), {"sum": 0.0, "cls": None})
+            held["sum"] = held["sum"] + weights.sum(dim=2)
+            if block.first:
+                held["cls"] = weights[:, :, 0, :]
+            if not block.last:
+                return
+            del batch.scratch[("image-attention", layer)]
+            received, from_cls = held["sum"] / block.n_queries, held["cls"]
         for key, values in (("attention_received", received), ("cls_attention", from_cls)):
             if key not in maps:
                 maps[key] = torch.zeros(n_l, n_h, length, dtype=torch.float64)

@@ -97,7 +97,7 @@ class _BandedCache:
             decoder.scores(decoder.rotate(q, self.cos_w[m:], self.sin_w[m:]),
                            decoder.rotate(window_k, self.cos_w, self.sin_w)),
         ], dim=-1) + self.mask  # [KV, G, c, n_sinks + m + c]
-        z, _ = decoder.mix(scores, torch.cat([sink_v, window_v], dim=1))
+        z, _ = decoder.attention(layer, scores, torch.cat([sink_v, window_v], dim=1))  # hooks: [1, H, c, K]
         drop = self.keep_from - (self.t0 - m)
         self.recent_k[layer], self.recent_v[layer] = window_k[:, drop:], window_v[:, drop:]
         return z

@@ -4,7 +4,8 @@
     >>> logits = decoder.forward(ids, attend)                # attend(layer, q, k, v) -> z, keys before RoPE
 
 The cache engine runs the Llama decoder layer (RMSNorm, RoPE, GQA, gated MLP) from the model's own
-modules, unwrapped from the bridge (no hooks fire): SmolLM2, Qwen2.5 and `tiny-llama`. It refuses Gemma 3
+modules, unwrapped from the bridge, with the bridge's attention hook points firing around its softmax
+(`hook_attn_scores`, `hook_pattern`, `hook_z`; workbench.streaming.hooks): SmolLM2, Qwen2.5 and `tiny-llama`. It refuses Gemma 3
 (native 512-token sliding-window layers, two RoPE bases, QK-norm, sandwich norms) and models with
 learned absolute positions, whose cached keys carry their text position and cannot be moved into the
 cache without re-encoding (`cache_engine_refusal` says why); `Recompute` runs on any causal LM.
@@ -25,6 +26,7 @@ from torch import Tensor
 
 from workbench import zoo
 from workbench.core.errors import InputError
+from workbench.streaming.hooks import has_hooks, hook_points, hooked_attention
 
 # Llama-style decoder layers the cache engine implements (every layer global); rope types whose rotation
 # depends only on position.
@@ -122,6 +124,8 @@ class LlamaDecoder:
                 _unwrap(block.input_layernorm), _unwrap(attn.q_proj), _unwrap(attn.k_proj), _unwrap(attn.v_proj),
                 _unwrap(attn.o_proj), _unwrap(block.post_attention_layernorm), _unwrap(mlp.gate_proj),
                 _unwrap(mlp.up_proj), _unwrap(mlp.down_proj), mlp.act_fn))
+        self.model = model
+        self.points = hook_points(model)  # per layer (hook_attn_scores, hook_pattern, hook_z) of the bridge
         self.dtype = self.embed.weight.dtype
         self.device = self.embed.weight.device
         self._cos = self._sin = torch.empty(0, self.d_head, dtype=self.dtype, device=self.device)
@@ -165,6 +169,13 @@ class LlamaDecoder:
         query head h reads kv head h // G, HF's repeat_kv order)."""
         kv, _, d = keys.shape
         return q.view(kv, self.group, q.shape[1], d) @ keys[:, None].transpose(-1, -2) * self.scaling
+
+    def attention(self, layer: int, scores: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
+        """`mix` with the layer's hook points firing on scores, pattern and z (where hooks are registered)."""
+        points = None if self.points is None else self.points[layer]
+        if points is None or not any(has_hooks(point) for point in points):
+            return self.mix(scores, values)  # no hooks: exactly the engine's attention
+        return hooked_attention(points, scores, values, self.n_heads)
 
     def mix(self, scores: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
         """Softmax (in float32, as HF's eager attention) and the weighted values [KV, n, d] -> z [H, c, d], p."""

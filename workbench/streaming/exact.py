@@ -22,6 +22,7 @@ from torch import Tensor
 from workbench.core.errors import InputError
 from workbench.core.progress import progress_bar
 from workbench.streaming.engine import LlamaDecoder, Stream
+from workbench.streaming.hooks import StreamIntervention
 from workbench.streaming.policies import CachePolicy, CacheView
 from workbench.streaming.quant import CacheQuantizer
 
@@ -41,9 +42,10 @@ def _checked_keep(policy: CachePolicy, view: CacheView) -> Tensor:
 
 
 def stream_exact(decoder: LlamaDecoder, ids: Tensor, policy: CachePolicy, progress: bool,
-                 quantizer: CacheQuantizer | None = None) -> Stream:
+                 quantizer: CacheQuantizer | None = None, intervention: StreamIntervention | None = None) -> Stream:
     """Read ids token by token; before each token, a full cache is pruned by `policy.keep`; with a
-    `quantizer`, every step attends to the cache as it quantises it."""
+    `quantizer`, every step attends to the cache as it quantises it; with an `intervention`, its hooks run
+    at every step on the cached tokens in slot order (workbench.streaming.hooks)."""
     started = time.perf_counter()
     n_tokens = len(ids)
     capacity = policy.window or n_tokens
@@ -72,7 +74,7 @@ def stream_exact(decoder: LlamaDecoder, ids: Tensor, policy: CachePolicy, progre
         else:
             cached_k, cached_v = quantizer.read(layer, keys[layer, :, :n + 1], values[layer, :, :n + 1], slots, rotate)
         scores = decoder.scores(decoder.rotate(q, cos[n:], sin[n:]), cached_k)
-        z, p = decoder.mix(scores, cached_v)
+        z, p = decoder.attention(layer, scores, cached_v)  # the layer's hooks fire: [1, H, 1, n + 1]
         step_attention = step_attention + p.float().mean(dim=(0, 1, 2)).cpu()  # [n + 1]
         return z
 
@@ -88,7 +90,11 @@ def stream_exact(decoder: LlamaDecoder, ids: Tensor, policy: CachePolicy, progre
         cos, sin = decoder.rope(torch.arange(n + 1, device=decoder.device))  # slot i sits at position i
         slots = torch.cat([positions[:n], torch.tensor([t])])  # text index of every entry this step reads
         step_attention = torch.zeros(n + 1)
-        logits = decoder.forward(ids[t:t + 1], attend)[0]
+        if intervention is None:
+            logits = decoder.forward(ids[t:t + 1], attend)[0]
+        else:  # this step's context: the cached tokens in slot order, the newest the one query
+            with decoder.model.hooks(fwd_hooks=intervention.hooks_for(ids[slots.to(ids.device)][None])):
+                logits = decoder.forward(ids[t:t + 1], attend)[0]
         positions[n] = t
         last_attention[:n + 1] = step_attention / n_layers
         attention_sum[n] = 0.0

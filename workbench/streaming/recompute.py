@@ -7,6 +7,11 @@ Xiao's quality reference, on any causal LM (the model's ordinary forward pass, n
 is exact: one forward of W tokens per prediction (N x W tokens). Stride s runs one forward per s
 predictions, the first of which sees only W - s + 1 tokens: a real approximation (the strided-perplexity
 trick), recorded as the "fast" path; its deviation is measured, not assumed.
+
+With an intervention, or hooks registered on the model's attention, each window runs through the model's own
+forward pass (the bridge, on the workbench's attention path: full or blockwise), so every hook fires and the
+intervention sees each window as a sequence of its own (its sink: the window's, e.g. position 0). Without,
+the Hugging Face model runs directly, as before.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ import torch
 from torch import Tensor
 
 from workbench.core.progress import progress_bar
+from workbench.passes import forward
 from workbench.streaming.engine import Stream, hf_model
+from workbench.streaming.hooks import StreamIntervention, any_attention_hooks, window_hooks
 from workbench.streaming.policies import Recompute
 
 
 def stream_recompute(model: Any, ids: Tensor, policy: Recompute, stride: int, batch_size: int,
-                     progress: bool) -> Stream:
+                     progress: bool, intervention: StreamIntervention | None = None) -> Stream:
     """Query q reads [first S tokens] + [last W - S tokens up to q], re-encoded at positions 0..W-1.
 
     Queries q < W see their whole prefix: one forward of the first W tokens. Later queries come in
@@ -37,9 +44,16 @@ def stream_recompute(model: Any, ids: Tensor, policy: Recompute, stride: int, ba
     recent = window - sinks
     nll = np.full(n_tokens - 1, np.nan)
 
+    bridged = intervention is not None or any_attention_hooks(model)
+
     def score(batch: list[Tensor], n_last: int) -> Tensor:
+        windows = torch.stack(batch)
         with torch.no_grad():
-            logits = hf(input_ids=torch.stack(batch), logits_to_keep=n_last).logits  # [b, n_last, vocab]
+            if bridged:  # through the bridge: its hooks (and the intervention's) fire on each window
+                hooks = [] if intervention is None else window_hooks(model, intervention, windows)
+                logits = forward(model, windows, hooks)[:, -n_last:]
+            else:
+                logits = hf(input_ids=windows, logits_to_keep=n_last).logits  # [b, n_last, vocab]
         return torch.log_softmax(logits.float(), dim=-1)
 
     head = ids[:min(window, n_tokens)]  # queries 0..len(head)-1 see their prefix

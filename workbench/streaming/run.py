@@ -11,11 +11,15 @@ model and the text before any pass, runs them (the fast-path policies share thei
 returns tidy rows; with `out` it journals each policy, so a killed sweep resumes. `nll[t]` is
 -log p(x[t+1] | cache after reading x[t]) in nats; perplexity = exp(mean nll), with a 95 % block-bootstrap
 CI over `CI_BLOCK`-token stretches. `kv_quant` reads the cache through a quantiser at every step
-(workbench.streaming.quant); several quantisers cross with the policies.
+(workbench.streaming.quant); several quantisers cross with the policies. `intervention` (a catalogue spec
+such as "scale-sink:gamma=0.5") edits the attention at every step (workbench.streaming.hooks: the exact
+path for dense / window / sinks, the model's forward for recompute); `attention_block` is the attention
+policy of the passes that run through the model's forward (recompute with hooks, an intervention's prepare).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from workbench import zoo
+from workbench import attention, zoo
 from workbench.core import data as _data
 from workbench.core.errors import InputError, check_range
 from workbench.core.metrics import SequenceStats
@@ -34,6 +38,7 @@ from workbench.core.results import Results, ResultStore, provenance
 from workbench.streaming.banded import DEFAULT_CHUNK, SharedPrefix, stream_fast
 from workbench.streaming.engine import LlamaDecoder, Stream, cache_engine_refusal, hf_model
 from workbench.streaming.exact import stream_exact
+from workbench.streaming.hooks import StreamIntervention, as_intervention
 from workbench.streaming.policies import CachePolicy
 from workbench.streaming.quant import KVCacheQuant, as_quant_list
 from workbench.streaming.recompute import stream_recompute
@@ -52,7 +57,8 @@ def newline_id(model: Any) -> int:
 
 def stream_nll(model: Any, ids: Sequence[int] | np.ndarray | Tensor, policy: CachePolicy, *, fast: bool = True,
                chunk: int = DEFAULT_CHUNK, recompute_stride: int | None = None, batch_size: int = 8,
-               progress: bool = True, shared_prefix: SharedPrefix | None = None, kv_quant: Any = None) -> Stream:
+               progress: bool = True, shared_prefix: SharedPrefix | None = None, kv_quant: Any = None,
+               intervention: Any = None) -> Stream:
     """Per-token NLL of reading `ids` under a cache policy: the engine under `stream_policies` (no length
     checks beyond the model's own limits).
 
@@ -64,6 +70,9 @@ def stream_nll(model: Any, ids: Sequence[int] | np.ndarray | Tensor, policy: Cac
     `shared_prefix` (fast path, same ids, no replaced sinks) skips the tokens a dense pass already read.
     `kv_quant` (a KVCacheQuant, or a quantize-kv intervention / spec) quantises what the cache holds at each
     step; the fast path runs it only when that is exact (per-token keys before RoPE), else an error.
+    `intervention` (a catalogue spec, an Intervention or a bound StreamIntervention) runs its hooks at every
+    step: dense, window and sinks then take the exact path (workbench.streaming.hooks says why), recompute
+    runs its windows through the model's forward pass.
     """
     model_info = zoo.info(model)
     if not model_info.causal:
@@ -87,20 +96,23 @@ def stream_nll(model: Any, ids: Sequence[int] | np.ndarray | Tensor, policy: Cac
     quant = KVCacheQuant.of(kv_quant)
     if quant is not None:
         check_quantisable(policy, quant, fast)
+    bound = intervention if isinstance(intervention, StreamIntervention) else None
+    if bound is None and (found := as_intervention(intervention)) is not None:
+        bound = StreamIntervention(model, found, ids, progress)
     with torch.no_grad():
         quantizer = None if quant is None else quant.bind(model, ids)
         if policy.recompute:
             default = 1 if not fast else max(1, policy.window // 8)
             stride = check_range("recompute stride", recompute_stride or default, 1, policy.window)
-            result = stream_recompute(model, ids, policy, stride, batch_size, progress)
+            result = stream_recompute(model, ids, policy, stride, batch_size, progress, bound)
         else:
             decoder = LlamaDecoder(model)
             band = policy.band()
-            if fast and band is not None:
+            if fast and band is not None and bound is None:
                 prefix = None if policy.replace_sinks else shared_prefix
                 result = stream_fast(decoder, ids, band[0], band[1], chunk, progress, prefix, quantizer)
-            else:
-                result = stream_exact(decoder, ids, policy, progress, quantizer)
+            else:  # an intervention's step contexts are cache slots: token by token
+                result = stream_exact(decoder, ids, policy, progress, quantizer, bound)
     if policy.replace_sinks:
         result.nll[:max(0, policy.sinks - 1)] = np.nan  # targets 1..S-1 are the inserted newlines, not the text
     return result
@@ -139,14 +151,16 @@ def _curve_rows(stream: Stream, curve_bin: int) -> list[dict]:
 
 
 def policy_rows(model: Any, stream: Stream, policy: CachePolicy, n_tokens: int, curve_bin: int = 1,
-                seed: int = 0, quant: KVCacheQuant | None = None, quant_columns: bool = False) -> list[dict]:
+                seed: int = 0, quant: KVCacheQuant | None = None, quant_columns: bool = False,
+                intervention: Any = None) -> list[dict]:
     """Tidy rows of one run: loss and perplexity (95 % block-bootstrap CI) and the binned NLL curve. A
     quantised run is named in `intervention` and carries the quantiser's columns (`kv_bits`, `kv_keep`, ...;
     with `quant_columns`, None in an unquantised run of a sweep)."""
     columns = quant.columns() if quant is not None else (
         {k: None for k in KVCacheQuant().columns()} if quant_columns else {})
-    common = {"experiment": EXPERIMENT, "model": zoo.info(model).name,
-              "intervention": "none" if quant is None else f"kv-cache {quant.label()}",
+    named = [str(intervention)] if intervention is not None else []
+    named += [f"kv-cache {quant.label()}"] if quant is not None else []
+    common = {"experiment": EXPERIMENT, "model": zoo.info(model).name, "intervention": " | ".join(named) or "none",
               **policy.columns(), **columns, "cache_size": policy.window or n_tokens, "path": stream.path}
     summary = {"n_tokens": n_tokens, "cache_entries_max": stream.max_cache_entries, "keys_per_query_max": stream.max_keys,
                "chunk": stream.chunk, "stride": stream.stride, "seconds": round(stream.seconds, 3),
@@ -156,14 +170,16 @@ def policy_rows(model: Any, stream: Stream, policy: CachePolicy, n_tokens: int, 
     return rows
 
 
-def unit_name(policy: CachePolicy, quant: KVCacheQuant | None = None) -> str:
-    return repr(policy) if quant is None else f"{policy!r} | {quant!r}"
+def unit_name(policy: CachePolicy, quant: KVCacheQuant | None = None, intervention: Any = None) -> str:
+    name = repr(policy) if quant is None else f"{policy!r} | {quant!r}"
+    return name if intervention is None else f"{name} | {intervention}"
 
 
 def stream_policies(model: Any, text: _data.Dataset | Sequence[int] | np.ndarray, policies: Sequence[CachePolicy],
                     *, fast: bool = True, chunk: int = DEFAULT_CHUNK, recompute_stride: int | None = None,
                     curve_bin: int = 1, seed: int = 0, out: str | Path | None = None, progress: bool = True,
-                    log: Callable[[str], None] | None = None, kv_quant: Any = None) -> Results:
+                    log: Callable[[str], None] | None = None, kv_quant: Any = None, intervention: Any = None,
+                    attention_block: Any = None) -> Results:
     """Streaming perplexity of each policy over one long text, as tidy Results with provenance.
 
         >>> text = long_text(model, max_tokens=8192)
@@ -177,7 +193,21 @@ def stream_policies(model: Any, text: _data.Dataset | Sequence[int] | np.ndarray
     runs under each (rows gain `kv_bits`, `kv_keep`, `kv_granularity`, `kv_group`, `kv_rope`, ...).
 
         >>> stream_policies(model, text, [Sinks(4, 256)], kv_quant=[None, KVCacheQuant(3), KVCacheQuant(3, "bos")])
+        >>> stream_policies(model, text, [Sinks(4, 256), Window(256)], intervention="scale-sink:gamma=0.5")
+
+    `intervention`: one catalogue intervention applied at every step of every policy (rows name it in
+    `intervention`; see `stream_nll`). `attention_block`: workbench.attention.policy of the passes through
+    the model's forward (auto by default).
     """
+    block = attention.parse_block(attention_block)  # a bad value fails before anything runs
+    with attention.policy(model, block) if block is not None else contextlib.nullcontext():
+        return _stream_policies(model, text, policies, fast, chunk, recompute_stride, curve_bin, seed, out, progress,
+                                log, kv_quant, as_intervention(intervention))
+
+
+def _stream_policies(model: Any, text: Any, policies: Sequence[CachePolicy], fast: bool, chunk: int,
+                     recompute_stride: int | None, curve_bin: int, seed: int, out: str | Path | None, progress: bool,
+                     log: Callable[[str], None] | None, kv_quant: Any, intervention: Any) -> Results:
     started = time.perf_counter()
     dataset = text if isinstance(text, _data.Dataset) else _data.Dataset([np.asarray(text, np.int64)], "tokens",
                                                                           "as-given", {}, None)
@@ -217,10 +247,15 @@ def stream_policies(model: Any, text: _data.Dataset | Sequence[int] | np.ndarray
                 check_quantisable(policy, quant, fast)
     quantised = any(q is not None for q in quants)
     units = [(policy, quant) for policy in policies for quant in quants]
-    names = [unit_name(p, q) for p, q in units]
+    names = [unit_name(p, q, intervention) for p, q in units]
     settings = {"fast": fast, "chunk": chunk, "recompute_stride": recompute_stride, "curve_bin": curve_bin}
     if quantised:  # (absent otherwise: the journals of unquantised sweeps keep their identity)
         settings["kv_quant"] = [None if q is None else q.label() for q in quants]
+    bound = None
+    if intervention is not None:  # checked and prepared once, before any policy runs (absent from old journals)
+        settings["intervention"] = str(intervention)
+        bound = StreamIntervention(model, intervention, torch.as_tensor(ids).to(next(hf_model(model).parameters()).device),
+                                   progress)
     store = None
     if out is not None:
         identity = {"experiment": EXPERIMENT, "model": model_info.name, "weights": model_info.weights_sha256,
@@ -228,7 +263,7 @@ def stream_policies(model: Any, text: _data.Dataset | Sequence[int] | np.ndarray
         store = ResultStore(out, identity)
     prefixes: dict[KVCacheQuant | None, SharedPrefix] = {}
     for quant in quants:
-        sharing = [p for p in policies if fast and p.band() is not None and not p.replace_sinks
+        sharing = [p for p in policies if fast and bound is None and p.band() is not None and not p.replace_sinks
                    and not (store is not None and store.done(unit_name(p, quant)))]
         if len(sharing) > 1 and any(p.window for p in sharing):
             # Every band policy reads tokens 0..W-1 exactly as dense does (through the same quantiser): read them once.
@@ -240,16 +275,17 @@ def stream_policies(model: Any, text: _data.Dataset | Sequence[int] | np.ndarray
                 prefixes[quant] = SharedPrefix.compute(decoder, tokens, length, chunk, quantizer)
     rows: list[dict] = []
     for policy, quant in units:
-        unit = unit_name(policy, quant)
+        unit = unit_name(policy, quant, intervention)
         if store is not None and store.done(unit):
             rows += store.rows(unit)
             continue
         stream = stream_nll(model, ids, policy, fast=fast, chunk=chunk, recompute_stride=recompute_stride,
-                            progress=progress, shared_prefix=prefixes.get(quant), kv_quant=quant)
-        unit_rows = policy_rows(model, stream, policy, len(ids), curve_bin, seed, quant, quantised)
+                            progress=progress, shared_prefix=prefixes.get(quant), kv_quant=quant, intervention=bound)
+        unit_rows = policy_rows(model, stream, policy, len(ids), curve_bin, seed, quant, quantised, intervention)
         if log is not None:
             ppl = next(r for r in unit_rows if r["metric"] == "perplexity")
             label = policy.label() if quant is None else f"{policy.label()} | {quant.label()}"
+            label = label if intervention is None else f"{label} | {intervention}"
             log(f"{label:<24} perplexity {ppl['value']:10.3f}  ({stream.path} path, "
                 f"{stream.tokens_per_second:.0f} tok/s, at most {stream.max_keys} keys per query)")
         if store is not None:
