@@ -96,6 +96,27 @@ def test_atp_star_of_a_sink_edit_is_the_exact_first_order_expansion_in_the_patte
     assert {r["cost_fb"] for r in estimate} == {2}
 
 
+def test_first_order_estimates_are_exact_for_tiny_edits(tiny_llama):
+    """scale-sink with gamma = 1 - eps: every head's atp (= atp* without GradDrop) estimate matches the exact
+    sweep to O(eps^2), so the error of the tiny edit is far below that of a 10x larger one; ig (one head per
+    group: its own midpoint path) is closer still on the large edit (O(eps^3))."""
+    ds = prompts(tiny_llama)
+    errors = {}
+    for eps in (0.05, 0.5):
+        name = f"scale-sink:gamma={1 - eps}"
+        truth = torch.zeros(2, 4, dtype=torch.float64)
+        for row in experiment.sweep(tiny_llama, ds, name, over="head", progress=False).filter(metric="delta_loss"):
+            truth[row["layer"], row["head"]] = row["value"]
+        scale = truth.abs().max()
+        assert (truth.abs() > 1e-3 * scale).all()  # every head has an effect to compare
+        for mode, options in (("atp", {}), ("atp*", {"graddrop": 0}), ("ig", {"groups": 8})):
+            estimate = grid(attribution_sweep(tiny_llama, ds, name, progress=False, mode=mode, **options), 2, 4)
+            errors[eps, mode] = float((estimate - truth).abs().max() / scale)
+    assert errors[0.05, "atp"] < 0.01 and errors[0.05, "atp*"] == pytest.approx(errors[0.05, "atp"])
+    assert errors[0.5, "atp"] > 5 * errors[0.05, "atp"]
+    assert errors[0.5, "ig"] < errors[0.5, "atp"] / 3
+
+
 def test_ig_converges_to_the_exact_change_for_a_single_head(tiny_llama):
     ds = prompts(tiny_llama)
     for name in ("zero-head", "mask-sink"):
