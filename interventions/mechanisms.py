@@ -19,6 +19,8 @@
   intervention's scope are restored exactly at `hook_z` (z -= A (v' - v)), which keeps the
   intervention per query head.
 - `ResidualEdit.edit_residual(resid, ctx, layer)`: change the residual stream after a block.
+- `GateEdit.edit_gates(gates, probs, ctx, layer)`: change the routing of Mixture-of-Experts layers (the gate
+  weights at `mlp.hook_expert_weights`; the top-k is re-derived from the edited gates).
 
 Every edited tensor is checked: NaN or inf raises InterventionError naming the intervention and layer.
 """
@@ -397,4 +399,72 @@ class ResidualEdit(Intervention):
                 result[rows] = new.to(result.dtype)
                 return result
             out.append((sites.resid(layer), on_resid))
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class GateEdit(Intervention):
+    """Change the routing of Mixture-of-Experts layers (issue 19): subclasses implement `edit_gates`.
+
+        >>> @register("drop-expert-0")
+        ... class DropExpertZero(GateEdit):
+        ...     def edit_gates(self, gates, probs, ctx, layer):
+        ...         return gates * (torch.arange(gates.shape[-1], device=gates.device) != 0)
+
+    The edit is applied at `blocks.{l}.mlp.hook_expert_weights` (workbench.core.sites.expert_weights), where
+    TransformerLens 4.3's MoERouterBridge (OLMoE, Mixtral, Qwen2-MoE) and the MoE toy hand over the gates
+    scattered to [tokens, n_experts]: an edited tensor re-derives each token's top-k (its k largest entries) and
+    its values are used as they are, with no renormalisation after the hook. The router logits
+    (`mlp.gate.hook_out`) fire just before; the bridge fires them after the HF router has chosen, so an edit
+    there would be discarded: the mechanism only reads them. Contract of `edit_gates(gates, probs, ctx, layer)`:
+    - `gates` [b, T, E]: this unit's gate weights (0 outside each token's top-k);
+    - `probs` [b, T, E] float32: softmax of the router logits (over every expert, as the router computed them);
+    - `ctx`: the PassContext (`ctx.sink` [b, T] the sink positions; `ctx.tokens`, `ctx.state`, ...);
+    it returns the new gates [b, T, E]: at most top_k nonzero entries per token (the bridge keeps the k largest),
+    finite. A token whose row is returned unchanged is computed exactly as before (when no row changes, the
+    hook hands back nothing and the router's own choice stands). Under a batch-independent context
+    (`PassContext.batch_independent`, what `experiment.batch_hooks` hands a probe's `hooks=`) the edit sees every
+    token of the forward pass as one row, `gates` [1, tokens, E]: edits that need no sink positions
+    (`prune-expert`) run there too.
+    """
+
+    layers: Any = None
+
+    def layer_ids(self, model: Any) -> tuple[int, ...]:
+        return sites.parse_layers(self.layers, model)
+
+    def validate(self, model: Any) -> None:
+        super().validate(model)
+        sites.require_experts(model, self.name)
+        self.layer_ids(model)
+
+    def edit_gates(self, gates: torch.Tensor, probs: torch.Tensor, ctx: PassContext, layer: int) -> torch.Tensor:
+        """gates, probs [b, T, E] -> the new gates [b, T, E] (see the class docstring)."""
+        raise NotImplementedError
+
+    def hooks(self, model: Any, ctx: PassContext) -> list[Hook]:
+        rows, length = ctx.rows, ctx.tokens.shape[1]
+        if ctx.tokens.numel() == 0:  # batch-independent: every token of the pass is one row
+            rows, length = slice(None), None
+        out: list[Hook] = []
+        for layer in self.layer_ids(model):
+            key = ("router", id(self), id(ctx), layer)
+
+            def on_logits(tensor: torch.Tensor, hook: Any, key: tuple = key) -> None:
+                ctx.scratch[key] = tensor.detach()
+
+            def on_weights(tensor: torch.Tensor, hook: Any, layer: int = layer, key: tuple = key) -> Any:
+                logits = ctx.scratch.pop(key)
+                full = tensor.reshape(-1 if length else 1, length or -1, tensor.shape[-1])  # [B, T, E]: b * T + t
+                probs = logits.reshape(full.shape).float().softmax(-1)[rows]
+                original = full[rows]
+                new = self.edit_gates(original, probs, ctx, layer)
+                _check_finite(new, self, f"layer {layer} (expert gates)")
+                if torch.equal(new.to(original.dtype), original):
+                    return None
+                edited = full.clone()
+                edited[rows] = new.to(edited.dtype)
+                return edited.reshape(tensor.shape)
+
+            out += [(sites.router_logits(layer), on_logits), (sites.expert_weights(layer), on_weights)]
         return out

@@ -142,7 +142,6 @@ def load_toy(directory: str | Path, device: str | None = None, *, step: int | No
     from transformers import AutoTokenizer
 
     from workbench.core import offline as _offline
-    from workbench.core.modelinfo import ModelInfo
 
     path, at = _split_step(directory)
     step = step if step is not None else at
@@ -163,8 +162,22 @@ def load_toy(directory: str | Path, device: str | None = None, *, step: int | No
     _offline.quiet_transformers()
     model.tokenizer = AutoTokenizer.from_pretrained(path / TOKENIZER_DIR)
     done = meta.get("step")
-    model.sinkbench = ModelInfo(
-        name=f"toy:{directory}",
+    model.sinkbench = describe_toy(cfg, f"toy:{directory}", model.tokenizer, sha256_file(weights),
+                                   f"workbench.toy variant={cfg.attention} task={run['train']['task']} "
+                                   f"corpus={run['train']['corpus']} seed={run['train']['seed']} step={done} ({path})")
+    return model
+
+
+def describe_toy(cfg: ToyConfig, name: str, tokenizer: Any, weights_sha256: str | None = None,
+                 source: str = "workbench.toy") -> Any:
+    """The ModelInfo of a toy of architecture `cfg` (what `load_toy` attaches as `model.sinkbench`).
+
+        >>> model.sinkbench = describe_toy(model.cfg, "toy:untrained", workbench.toy.tasks.tokenizer())
+    """
+    from workbench.core.modelinfo import ModelInfo
+
+    return ModelInfo(
+        name=name,
         family="causal-lm",
         n_layers=cfg.n_layers,
         n_heads=cfg.n_heads,
@@ -173,16 +186,16 @@ def load_toy(directory: str | Path, device: str | None = None, *, step: int | No
         d_model=cfg.d_model,
         n_ctx=cfg.n_ctx,
         vocab_size=cfg.d_vocab,
-        bos_token_id=model.tokenizer.bos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=None,
         cls_token_id=None,
         sep_token_id=None,
         positional=cfg.positional,
         layer_types=None,
         sliding_window=None,
-        weights_sha256=sha256_file(weights),
-        source=(f"workbench.toy variant={cfg.attention} task={run['train']['task']} "
-                f"corpus={run['train']['corpus']} seed={run['train']['seed']} step={done} ({path})"),
-        tokenizer=model.tokenizer,
+        weights_sha256=weights_sha256,
+        source=source,
+        tokenizer=tokenizer,
+        n_experts=cfg.n_experts,
+        top_k=cfg.top_k if cfg.n_experts else 0,
     )
-    return model

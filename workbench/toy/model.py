@@ -20,7 +20,21 @@ interventions run on it exactly as on a `TransformerBridge`:
     blocks.{l}.attn.hook_gate                       [batch, pos, head, d_head]  (gated only; d_head -> 1 if headwise)
     blocks.{l}.attn.hook_z                          [batch, pos, head, d_head]  what W_O reads
     blocks.{l}.hook_attn_out, hook_mlp_out          [batch, pos, d_model]
-    blocks.{l}.mlp.hook_pre / hook_post             [batch, pos, d_mlp]
+    blocks.{l}.mlp.hook_pre / hook_post             [batch, pos, d_mlp]       (dense MLP)
+
+With `n_experts > 0` the MLP is a Mixture of Experts (`MoE`: a linear router, softmax, top-k, E ReLU
+experts; Shazeer et al. 2017, Fedus et al. 2021's load-balancing loss), hooked with TransformerLens 4.3's
+MoE names (its MoEBridge / MoERouterBridge on OLMoE, Mixtral, Qwen2-MoE) and the same edit contract:
+
+    blocks.{l}.mlp.hook_in / hook_out               [batch, pos, d_model]     the block's input / output
+    blocks.{l}.mlp.gate.hook_out                    [tokens, n_experts]       router logits (tokens = batch * pos)
+    blocks.{l}.mlp.hook_expert_weights              [tokens, n_experts]       gates, 0 outside the top-k; an edit
+                                                                              re-derives the top-k from it, values
+                                                                              used as they are
+    blocks.{l}.mlp.hook_expert_indices              [tokens, top_k]           the experts each token is sent to
+    blocks.{l}.mlp.hook_expert_out                  [tokens, n_experts, d_model]  every expert's (ungated) output
+                                                                              (no TransformerLens equivalent: its
+                                                                              batched experts have no per-expert hook)
 
 The attention variants (`VARIANTS`), side by side in `Attention.weights`; S = QK^T/sqrt(d_head) + causal mask:
 - `softmax`     softmax(S)                                              the baseline
@@ -77,6 +91,8 @@ class ToyConfig:
     gate: str = "elementwise"  # gated only: one gate per (head, channel), or one per head
     rotary_base: float = 10000.0
     eps: float = 1e-5
+    n_experts: int = 0  # > 0: every MLP is a Mixture of Experts (d_mlp is then each expert's width)
+    top_k: int = 2  # experts per token (MoE only)
 
     def __post_init__(self) -> None:
         check_variant(self.attention)
@@ -96,6 +112,12 @@ class ToyConfig:
             raise InputError(f"rotary positions need an even d_head, got {self.d_head}")
         if self.d_mlp == 0:
             self.d_mlp = 4 * self.d_model
+        for what, value in (("n_experts", self.n_experts), ("top_k", self.top_k)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InputError(f"{what} must be a non-negative integer, got {value!r}")
+        if self.n_experts and not 1 <= self.top_k <= self.n_experts:
+            raise InputError(f"top_k = {self.top_k} is out of range for {self.n_experts} experts: allowed "
+                             f"1..{self.n_experts}")
 
     @property
     def d_head(self) -> int:
@@ -110,7 +132,12 @@ class ToyConfig:
         return VARIANTS[self.attention]
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields; a dense toy omits the MoE ones, so its identity and checkpoints are those of before MoE."""
+        out = dataclasses.asdict(self)
+        if not self.n_experts:
+            out.pop("n_experts")
+            out.pop("top_k")
+        return out
 
 
 def _uniform_(weight: Tensor, fan_in: int) -> Tensor:
@@ -247,6 +274,61 @@ class MLP(nn.Module):
         return post @ self.W_out
 
 
+class Router(nn.Module):
+    """The MoE router: logits x W_gate [tokens, n_experts] (TransformerLens's `mlp.gate.hook_out`)."""
+
+    def __init__(self, cfg: ToyConfig):
+        super().__init__()
+        self.W_gate = nn.Parameter(_uniform_(torch.empty(cfg.d_model, cfg.n_experts), cfg.d_model))
+        self.hook_in = HookPoint()  # [tokens, d_model]
+        self.hook_out = HookPoint()  # [tokens, n_experts]
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, d_model) -> (N, E)
+        return self.hook_out(self.hook_in(x) @ self.W_gate)
+
+
+class MoE(nn.Module):
+    """Top-k Mixture of Experts: out = sum over the token's top-k experts e of g_e * W_out_e relu(W_in_e x), with
+    g = softmax(router logits) restricted to the top-k (not renormalised, as OLMoE). `aux_loss` holds the last
+    forward's load-balancing loss, E * sum_e f_e P_e (Fedus et al. 2021, eq. 4: f_e the share of routed slots, P_e
+    the mean router probability), which training adds with `router_aux_coef`."""
+
+    def __init__(self, cfg: ToyConfig):
+        super().__init__()
+        self.cfg = cfg
+        E, D, M = cfg.n_experts, cfg.d_model, cfg.d_mlp
+        self.gate = Router(cfg)
+        self.W_in = nn.Parameter(_uniform_(torch.empty(E, D, M), D))
+        self.W_out = nn.Parameter(_uniform_(torch.empty(E, M, D), M))
+        self.hook_in = HookPoint()  # [batch, pos, d_model]
+        self.hook_expert_weights = HookPoint()  # [tokens, E]
+        self.hook_expert_indices = HookPoint()  # [tokens, top_k]
+        self.hook_expert_out = HookPoint()  # [tokens, E, d_model]
+        self.hook_out = HookPoint()  # [batch, pos, d_model]
+        self.aux_loss: Tensor | None = None
+
+    def expert(self, x: Tensor, index: int) -> Tensor:  # (N, d_model) -> (N, d_model): one expert, ungated
+        return F.relu(x @ self.W_in[index]) @ self.W_out[index]
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, d_model) -> (B, T, d_model)
+        B, T, D = x.shape
+        flat = self.hook_in(x).reshape(B * T, D)  # (N, D)
+        probs = self.gate(flat).softmax(-1)  # (N, E)
+        top, indices = probs.topk(self.cfg.top_k, dim=-1)  # (N, k)
+        dense = torch.zeros_like(probs).scatter(-1, indices, top)
+        weights = self.hook_expert_weights(dense)
+        if weights is not dense and not torch.equal(weights, dense):  # an edit: re-select, as MoERouterBridge does
+            indices = weights.topk(self.cfg.top_k, dim=-1).indices
+        indices = self.hook_expert_indices(indices)
+        gates = weights.gather(-1, indices)  # (N, k)
+        hidden = F.relu(torch.einsum("nd,edm->nem", flat, self.W_in))  # (N, E, M): every expert (the toy is small)
+        outputs = self.hook_expert_out(torch.einsum("nem,emd->ned", hidden, self.W_out))  # (N, E, D)
+        chosen = outputs.gather(1, indices[..., None].expand(-1, -1, D))  # (N, k, D)
+        routed = F.one_hot(indices, self.cfg.n_experts).sum(1).float()  # (N, E)
+        self.aux_loss = self.cfg.n_experts * (routed.mean(0) / self.cfg.top_k * probs.mean(0)).sum()
+        return self.hook_out((gates[..., None] * chosen).sum(1).reshape(B, T, D))
+
+
 class Block(nn.Module):
     """Pre-LayerNorm block: resid_mid = resid_pre + attn(ln1(resid_pre)); resid_post = resid_mid + mlp(ln2(.))."""
 
@@ -255,7 +337,7 @@ class Block(nn.Module):
         self.ln1 = LayerNorm(cfg.d_model, cfg.eps)
         self.attn = Attention(cfg)
         self.ln2 = LayerNorm(cfg.d_model, cfg.eps)
-        self.mlp = MLP(cfg)
+        self.mlp = MoE(cfg) if cfg.n_experts else MLP(cfg)
         self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
         self.hook_attn_out = HookPoint()
         self.hook_resid_mid = HookPoint()
@@ -328,4 +410,5 @@ class ToyTransformer(HookedRootModule):
     def __repr__(self) -> str:
         c = self.cfg
         return (f"ToyTransformer(attention={c.attention!r}, layers={c.n_layers}, heads={c.n_heads}, "
-                f"d_model={c.d_model}, n_ctx={c.n_ctx}, vocab={c.d_vocab}, positional={c.positional!r})")
+                f"d_model={c.d_model}, n_ctx={c.n_ctx}, vocab={c.d_vocab}, positional={c.positional!r}"
+                + (f", experts={c.n_experts}, top_k={c.top_k})" if c.n_experts else ")"))

@@ -64,6 +64,23 @@ TOY_PRESETS: dict[str, tuple[dict, dict]] = {
              dict(batch_size=32, seq_len=32, lr=3e-3, steps=200, log_every=10, eval_size=32, checkpoint_every=100)),
 }
 
+# Mixture-of-Experts toys (issue 19): 2 layers whose MLPs are 8 ReLU experts, top-2, with the load-balancing loss at
+# Fedus et al.'s 0.01. "moe" is the trained-here zoo model `moe-toy-bb` (sinkbench models fetch moe-toy-bb);
+# "moe-tiny" the unit tests. `preset` and `sinkbench train --preset` take them like the dense ones.
+MOE_PRESETS: dict[str, tuple[dict, dict]] = {
+    "moe": (dict(d_model=64, n_layers=2, n_heads=1, d_mlp=64, n_experts=8, top_k=2),
+            dict(batch_size=32, seq_len=32, lr=3e-3, steps=800, log_every=50, eval_size=64, checkpoint_every=200,
+                 router_aux_coef=0.01)),
+    "moe-tiny": (dict(d_model=32, n_layers=2, n_heads=1, d_mlp=32, n_experts=4, top_k=2),
+                 dict(batch_size=16, seq_len=16, lr=3e-3, steps=20, log_every=10, eval_size=16, checkpoint_every=10,
+                      router_aux_coef=0.01)),
+}
+
+# MoE toys trained at setup (`sinkbench models fetch NAME`, workbench.toy.zoo_entries): name -> (preset, overrides)
+TRAINED_TOYS: dict[str, tuple[str, dict]] = {
+    "moe-toy-bb": ("moe", dict(task="bigram-backcopy", attention="softmax", seed=0)),
+}
+
 
 def check_variant(name: str) -> Variant:
     if name not in VARIANTS:
@@ -78,6 +95,8 @@ def check_task(name: str) -> str:
 
 
 def check_preset(name: str) -> tuple[dict, dict]:
-    if name not in TOY_PRESETS:
-        raise InputError(f"unknown preset {name!r}: available {', '.join(TOY_PRESETS)}")
-    return TOY_PRESETS[name]
+    """The (model, training) settings of a dense preset (`TOY_PRESETS`) or an MoE one (`MOE_PRESETS`)."""
+    known = {**TOY_PRESETS, **MOE_PRESETS}
+    if name not in known:
+        raise InputError(f"unknown preset {name!r}: available {', '.join(known)}")
+    return known[name]

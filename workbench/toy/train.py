@@ -22,7 +22,8 @@ of `eval_size` sequences; A is `hook_pattern` [batch, head, q, k], "bigram posit
 - `v_bos_norm`, `v_other_norm` (per layer/head): ||v|| (`hook_v`) at `<s>`, and its mean over t >= 1;
 - `resid_bos_norm`, `resid_other_norm` (per layer): ||resid_post|| at `<s>`, and its mean over t >= 1;
 - task metrics (`workbench.toy.tasks`): `loss`, `backcopy_risk`, `bigram_risk`, `bigram_loss`;
-  `train_loss` is the loss of the minibatch of the last update.
+  `train_loss` is the loss of the minibatch of the last update (MoE toys: with `router_aux_coef` x the
+  load-balancing loss of every MoE layer added, Fedus et al. 2021).
 Rows without a layer/head summarise: `bos_attention`, `bos_share`, `sink_slot`, `gate`, `v_bos_norm`
 average over all heads; `resid_bos_norm`, `resid_other_norm` are those of the last layer and
 `resid_ratio` = resid_bos_norm / resid_other_norm (Gu et al.'s massive-activation proxy).
@@ -65,6 +66,7 @@ import torch.nn.functional as F
 from workbench.core.cache import atomic_write_text
 from workbench.core.errors import InputError, check_number, check_range
 from workbench.core.results import Results, identity_hash, provenance
+from workbench.core.threads import torch_threads
 from workbench.toy import checkpoint as ckpt
 from workbench.toy.model import ToyConfig, ToyTransformer, check_variant
 from workbench.toy.presets import TOY_PRESETS, check_preset  # noqa: F401 (TOY_PRESETS re-exported)
@@ -103,6 +105,7 @@ class ToyTrainConfig:
     log_every: int = 10
     eval_size: int = 64
     checkpoint_every: int = 250  # latest checkpoint + snapshot every this many steps (and at the end)
+    router_aux_coef: float = 0.0  # MoE toys: weight of the load-balancing loss (Fedus et al. 2021 use 0.01)
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -119,12 +122,15 @@ class ToyTrainConfig:
         check_number("AdamW beta1", self.beta1, low=0.0, high=1.0, high_open=True)
         check_number("AdamW beta2", self.beta2, low=0.0, high=1.0, high_open=True)
         check_number("AdamW eps", self.adam_eps, low=0.0, low_open=True)
+        check_number("router_aux_coef", self.router_aux_coef, low=0.0)
 
     def identity(self) -> dict:
         """What determines the trajectory; `steps` and `checkpoint_every` only say how far and how often to save."""
         blob = dataclasses.asdict(self)
         blob.pop("steps")
         blob.pop("checkpoint_every")
+        if not blob["router_aux_coef"]:  # runs from before MoE keep their identity
+            blob.pop("router_aux_coef")
         return blob
 
 
@@ -373,20 +379,6 @@ def curves_to_results(curves: pd.DataFrame, run: dict, header: dict) -> Results:
 # --------------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _threads(n: int | None):
-    if n is None:
-        yield
-        return
-    check_range("threads", n, 1, os.cpu_count() or 1)
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _progress(total: int, initial: int, enabled: bool):
     if not enabled or os.environ.get("SINKBENCH_PROGRESS") == "0":
         return None
@@ -438,7 +430,7 @@ def train(out: str | Path, model_cfg: ToyConfig, train_cfg: ToyTrainConfig, *, r
         task.save(out)
         tokenizer().save_pretrained(out / ckpt.TOKENIZER_DIR)
 
-    with _threads(threads), torch.random.fork_rng(devices=[]):
+    with torch_threads(threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_cfg.seed)
         model = ToyTransformer(model_cfg).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2),
@@ -479,6 +471,8 @@ def train(out: str | Path, model_cfg: ToyConfig, train_cfg: ToyTrainConfig, *, r
                 inputs, targets = task.batch(np.random.default_rng([train_cfg.seed, 1, step]), train_cfg.batch_size)
                 logits = model(inputs.to(device))
                 loss = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten())
+                if train_cfg.router_aux_coef and model_cfg.n_experts:
+                    loss = loss + train_cfg.router_aux_coef * sum(block.mlp.aux_loss for block in model.blocks)
                 if not torch.isfinite(loss):
                     raise InputError(f"training diverged at step {step + 1} (loss {loss.item()}); "
                                      "lower --lr or change the configuration")

@@ -128,3 +128,50 @@ def build_tiny(base: str, seed: int):
             raise ModelNotAvailable(unknown_model_message(base))
     model.config.architectures = [TINY[base].architecture]
     return model.eval(), tokenizer
+
+
+# --------------------------------------------------------------------------------------------------
+# Tiny Mixture-of-Experts models (issue 19): the real OLMoE / Mixtral / Qwen2-MoE classes and TransformerLens
+# adapters, so the routing probes and the expert interventions run on the adapters' own code paths.
+# --------------------------------------------------------------------------------------------------
+
+def _tiny_moe(base: str):
+    def build():
+        import torch  # noqa: F401  (the seeded RNG of build_tiny draws the weights)
+        from transformers import (
+            MixtralConfig,
+            MixtralForCausalLM,
+            OlmoeConfig,
+            OlmoeForCausalLM,
+            Qwen2MoeConfig,
+            Qwen2MoeForCausalLM,
+        )
+
+        tokenizer = tiny_tokenizer()
+        common = dict(vocab_size=len(tokenizer), pad_token_id=0, bos_token_id=1, eos_token_id=2, hidden_size=64,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=256, tie_word_embeddings=False, attn_implementation="eager")
+        if base == "tiny-olmoe":  # 8 experts, top-2, gates not renormalised (OLMoE-1B-7B: 64, top-8, likewise)
+            model = OlmoeForCausalLM(OlmoeConfig(intermediate_size=32, num_experts=8, num_experts_per_tok=2,
+                                                 norm_topk_prob=False, **common))
+        elif base == "tiny-mixtral":  # 4 experts, top-2, gates renormalised over the top-k (as Mixtral 8x7B)
+            model = MixtralForCausalLM(MixtralConfig(intermediate_size=32, num_local_experts=4,
+                                                     num_experts_per_tok=2, **common))
+        else:  # tiny-qwen2-moe: 8 routed experts top-2 + an always-on shared expert with a sigmoid gate
+            model = Qwen2MoeForCausalLM(Qwen2MoeConfig(intermediate_size=64, moe_intermediate_size=32,
+                                                       shared_expert_intermediate_size=64, num_experts=8,
+                                                       num_experts_per_tok=2, norm_topk_prob=False,
+                                                       decoder_sparse_step=1, **common))
+        return model, tokenizer
+    return build
+
+
+for _card in [
+    ModelCard("tiny-olmoe", "causal-lm", "OlmoeForCausalLM", "tiny-olmoe", 0, 2, 4, 2,
+              "random OLMoE (8 experts, top-2, unnormalised gates, QK-norm) built from a config", "n/a"),
+    ModelCard("tiny-mixtral", "causal-lm", "MixtralForCausalLM", "tiny-mixtral", 0, 2, 4, 2,
+              "random Mixtral (4 experts, top-2, renormalised gates) built from a config", "n/a"),
+    ModelCard("tiny-qwen2-moe", "causal-lm", "Qwen2MoeForCausalLM", "tiny-qwen2-moe", 0, 2, 4, 2,
+              "random Qwen2-MoE (8 experts, top-2, + a gated shared expert) built from a config", "n/a"),
+]:
+    register_tiny(_card, _tiny_moe(_card.name))
