@@ -119,3 +119,50 @@ def fixed_position_of(model_info: Any, sink: str) -> list[int]:
     codes = kind_ids(model_info, sink)  # validates the register index
     first = model_info.n_prefix + model_info.n_patches
     return [first + code - REGISTER for code in codes]
+
+
+# --------------------------------------------------------------------------------------------------
+# Mixed sequences of a multimodal LM (workbench.multimodal): S = [BOS] [V'] question answer
+# --------------------------------------------------------------------------------------------------
+# The tokens of a mixed batch are the model's input ids with each position's kind in the high bits:
+# token = kind * KIND_STRIDE + id, so `mixed_ids` gives back what the model reads (visual positions hold the
+# image placeholder id) and `mixed_kinds` what each position is. Plain text (BOS, question) has kind 0, so
+# text-only tokens are unchanged. The object / background split of the visual tokens is read from the
+# image's own mask (workbench.multimodal.scenes), like the patches of an image model.
+KIND_STRIDE = 1 << 32
+MIXED_TEXT, MIXED_ANSWER, MIXED_VISUAL_BG, MIXED_VISUAL_OBJ = 0, 1, 2, 3
+MIXED_KIND_NAMES = {MIXED_TEXT: "text", MIXED_ANSWER: "answer", MIXED_VISUAL_BG: "visual-bg",
+                    MIXED_VISUAL_OBJ: "visual-obj"}
+# sink names over mixed sequences (besides bos, positions, tok:X): kind codes each matches
+MIXED_SINKS = {"visual": (MIXED_VISUAL_BG, MIXED_VISUAL_OBJ), "bg": (MIXED_VISUAL_BG,), "obj": (MIXED_VISUAL_OBJ,),
+               "question": (MIXED_TEXT,), "answer": (MIXED_ANSWER,), "text": (MIXED_TEXT, MIXED_ANSWER)}
+MULTIMODAL_MODEL_TYPES = ("llava",)  # transformers model types of the multimodal family (workbench.multimodal)
+
+
+def is_multimodal_config(config: Any) -> bool:
+    return getattr(config, "model_type", "") in MULTIMODAL_MODEL_TYPES
+
+
+def mixed_ids(tokens: Any) -> Any:
+    """The input ids of mixed tokens (the kind bits removed); text tokens come back unchanged."""
+    return tokens % KIND_STRIDE
+
+
+def mixed_kinds(tokens: Any) -> Any:
+    """The kind of every position of mixed tokens (MIXED_TEXT, MIXED_ANSWER, MIXED_VISUAL_BG / _OBJ)."""
+    return tokens // KIND_STRIDE
+
+
+def mixed_kind_mask(tokens: Any, sink: str) -> Any:
+    """[b, T] bool: the positions of mixed tokens a mixed sink name matches (visual, bg, obj, question,
+    answer, text). `question` is the text before the answer without position 0 (the text BOS, sink `bos`)."""
+    if sink not in MIXED_SINKS:
+        raise InputError(f"unknown sink {sink!r} for a mixed image+text sequence: use bos, visual, bg, obj, question, "
+                         "answer, text, a position or tok:TOKEN")
+    kinds = mixed_kinds(tokens)
+    mask = kinds == MIXED_SINKS[sink][0]
+    for code in MIXED_SINKS[sink][1:]:
+        mask = mask | (kinds == code)
+    if sink == "question":
+        mask[:, 0] = False
+    return mask
