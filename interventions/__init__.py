@@ -18,6 +18,10 @@
 | `window-attention` | keep the first n_sinks keys plus the last W keys (StreamingLLM's mask) |
 | `zero-head` | zero the heads' outputs (head ablation; the active/dormant test of Guo et al. 2024) |
 | `test-time-register` | image models: an extra token takes over the register neurons' outliers (Jiang et al. 2025) |
+| `prune-expert` | MoE models: experts dropped from routing (top-k re-selected, gates renormalised) or zeroed (Su et al. 2025) |
+| `reroute-sink` | MoE models: the sink token sent to other experts than the router chose |
+| `mask-visual-sinks` | multimodal LMs: text queries' attention on the visual sinks set to 0, rows renormalised |
+| `var` | multimodal LMs: VAR, the visual sinks' attention moved to the other visual tokens in image-centric heads (Kang et al. 2025) |
 
 Every entry takes `layers=`, `heads=` (query heads) and `sink=` (bos, positions, tok:TOKEN, first:tok:TOKEN
 (its first occurrence in each sequence), cls, sep; on image models also reg, reg:K, bg, obj, top-norm,
@@ -39,9 +43,19 @@ helpers) is written where the mechanism is defined: `interventions.mechanisms.At
 
 from __future__ import annotations
 
-from interventions import attention, bias, quant, residual, values, vision  # noqa: F401  (registers the catalogue)
+from interventions import (  # noqa: F401  (registers the catalogue)
+    attention,
+    bias,
+    moe,
+    multimodal,  # noqa: F401  (registers the multimodal entries)
+    quant,
+    residual,
+    values,
+    vision,
+)
 from interventions.mechanisms import (
     AttentionEdit,
+    GateEdit,
     ResidualEdit,
     Scoped,
     ValueEdit,
@@ -52,6 +66,6 @@ from interventions.mechanisms import (
 from interventions.parsing import catalogue, from_spec, get, parse
 from interventions.protocol import CATALOGUE, Compose, Identity, Intervention, register
 
-__all__ = ["CATALOGUE", "AttentionEdit", "Compose", "Identity", "Intervention", "ResidualEdit", "Scoped",
+__all__ = ["CATALOGUE", "AttentionEdit", "Compose", "GateEdit", "Identity", "Intervention", "ResidualEdit", "Scoped",
            "ValueEdit", "catalogue", "from_spec", "get", "in_scope_rows", "parse", "register", "renormalise",
            "sink_columns"]

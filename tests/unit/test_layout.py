@@ -32,6 +32,9 @@ FORBIDDEN = [
     ("workbench.toy", "workbench.plots", "domain rooms hold models, inputs and training: no plotting"),
     ("workbench.vision", "workbench.probes", "domain rooms hold models, inputs and training: no probing"),
     ("workbench.vision", "workbench.plots", "domain rooms hold models, inputs and training: no plotting"),
+    ("workbench.multimodal", "workbench.probes", "domain rooms hold models, inputs and training: no probing"),
+    ("workbench.multimodal", "workbench.plots", "domain rooms hold models, inputs and training: no plotting"),
+    ("workbench.zoo", "workbench.multimodal", "the zoo imports no family: multimodal registers its loaders"),
 ]
 
 

@@ -281,7 +281,25 @@ def position_zero_fixture():
     return Results(rows, {**PROV, "models": ["fixture-lm", "fixture-qwen"], "bos_policy": "varied"})
 
 
+def moe_pruning_fixture():
+    rows = [{"metric": "massive_share", "condition": "baseline", "layer": layer, "expert": expert,
+             "value": 0.9 if (layer, expert) == (0, 1) else 0.03} for layer in (0, 1) for expert in range(4)]
+    values = {"sink_attention": (0.67, 0.47, 0.66), "sink_massive": (18.6, 4.0, 18.5), "loss": (1.83, 1.88, 1.90)}
+    for metric, (base, pruned, random) in values.items():
+        layers = (0, 1) if metric == "sink_attention" else ((0,) if metric == "sink_massive" else (None,))
+        for layer in layers:
+            scale = 0.5 if layer == 0 and metric == "sink_attention" else 1.0
+            for condition, value in (("baseline", base), ("super", pruned), ("random", random)):
+                rows.append({"metric": metric, "layer": layer, "condition": condition, "value": value * scale,
+                             "ci_low": value * scale * 0.98 if condition == "random" else None,
+                             "ci_high": value * scale * 1.02 if condition == "random" else None, "draw": None})
+            rows += [{"metric": metric, "layer": layer, "condition": "random_draw", "draw": d,
+                      "value": random * scale * (1 + 0.01 * (d - 2))} for d in range(5)]
+    return Results(rows, {**PROV, "dims": [29, 46], "super_experts": ["L0E1"], "draws": 5, "mode": "renorm"})
+
+
 CASES = {
+    "super_expert_pruning": lambda: plots.super_expert_pruning(moe_pruning_fixture()),
     "position_zero": lambda: plots.position_zero(position_zero_fixture()),
     "sink_ratio_vs_length": lambda: plots.sink_ratio_vs_length(length_fixture()),
     "sink_position_profile": lambda: plots.sink_position_profile(position_fixture()),
@@ -337,7 +355,7 @@ def test_every_plot_function_is_public_and_has_a_fixture_case():
               if inspect.ismodule(module) and module.__name__.startswith("workbench.plots.")
               and name not in ("style", "_common")]
     assert {m.__name__.rsplit(".", 1)[1] for m in domain} == {"activations", "attention", "contributions", "heads", "long_context",
-                                                              "interventions", "quant", "streaming", "toy",
+                                                              "interventions", "moe", "quant", "streaming", "toy",
                                                               "vision"}
     defined = {name for module in domain for name, fn in vars(module).items()
                if inspect.isfunction(fn) and fn.__module__ == module.__name__ and not name.startswith("_")}

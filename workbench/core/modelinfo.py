@@ -53,10 +53,28 @@ class ModelInfo:
     # The BOS policy when a caller states none (workbench.core.data): from the model's card; True for all
     # but models whose first-token sink needs the text's own first token (qwen2.5-0.5b).
     default_prepend_bos: bool = True
+    # multimodal LMs only (workbench.multimodal): the input id of the image placeholder and how many visual
+    # tokens one image becomes; image_size / patch_size / image_mean / image_std then describe the vision tower
+    image_token_id: int | None = None
+    n_image_tokens: int = 0
+    # Mixture-of-Experts models only (issue 19): routed experts per MoE layer and experts chosen per token; 0 on
+    # dense models. Shared (always-on) experts, as Qwen2-MoE's, are not counted.
+    n_experts: int = 0
+    top_k: int = 0
 
     @property
     def causal(self) -> bool:
         return self.family == "causal-lm"
+
+    @property
+    def is_moe(self) -> bool:
+        """A Mixture-of-Experts model: its feed-forward layers route each token to `top_k` of `n_experts`."""
+        return self.n_experts > 0
+
+    @property
+    def is_multimodal(self) -> bool:
+        """A multimodal LM (causal; inputs S = [BOS] [V'] text, workbench.multimodal)."""
+        return self.image_token_id is not None
 
     @property
     def is_image(self) -> bool:
@@ -109,8 +127,13 @@ class ModelInfo:
             "n_heads": self.n_heads,
             "n_kv_heads": self.n_kv_heads,
         }
+        if self.is_moe:
+            out.update(n_experts=self.n_experts, top_k=self.top_k)
         if self.is_image:
             out.update(image_size=list(self.image_size), patch_size=self.patch_size, n_registers=self.n_registers)
+        if self.is_multimodal:
+            out.update(image_size=list(self.image_size), patch_size=self.patch_size,
+                       n_image_tokens=self.n_image_tokens, image_token_id=self.image_token_id)
         return out
 
 
@@ -168,4 +191,6 @@ def describe(name: str, hf_model: Any, tokenizer: Any, weights_sha256: str | Non
         weights_sha256=weights_sha256,
         source=source,
         tokenizer=tokenizer,
+        n_experts=int(getattr(cfg, "num_experts", None) or getattr(cfg, "num_local_experts", None) or 0),
+        top_k=int(getattr(cfg, "num_experts_per_tok", None) or 0),
     )

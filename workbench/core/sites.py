@@ -75,6 +75,55 @@ def mlp_post(layer: int) -> str:
 EMBED = "hook_embed"
 
 
+# Mixture-of-Experts feed-forward layers (issue 19): TransformerLens 4.3's MoEBridge / MoERouterBridge names
+# (OLMoE, Mixtral, Qwen2-MoE adapters), which the MoE toy (workbench.toy.model.MoE) also fires. The router
+# reshapes the batch to tokens: row b * T + t is position t of sequence b.
+def moe_in(layer: int) -> str:
+    """The MoE block's input [batch, pos, d_model] (after ln2): what the router and every expert read."""
+    return f"blocks.{layer}.mlp.hook_in"
+
+
+def moe_out(layer: int) -> str:
+    """The MoE block's output [batch, pos, d_model] (routed experts + any shared expert)."""
+    return f"blocks.{layer}.mlp.hook_out"
+
+
+def router_logits(layer: int) -> str:
+    """The router's logits [tokens, n_experts]; read-only on the bridge (it fires after the HF router has chosen)."""
+    return f"blocks.{layer}.mlp.gate.hook_out"
+
+
+def expert_weights(layer: int) -> str:
+    """The gate weights [tokens, n_experts] (0 outside each token's top-k). An edit re-derives the top-k from the
+    edited tensor and its values are used as they are (no renormalisation after the hook)."""
+    return f"blocks.{layer}.mlp.hook_expert_weights"
+
+
+def expert_indices(layer: int) -> str:
+    """The experts each token is routed to [tokens, top_k] (long)."""
+    return f"blocks.{layer}.mlp.hook_expert_indices"
+
+
+def require_experts(model: Any, what: str) -> Any:
+    """The ModelInfo of an MoE model whose routing hooks are there; one InputError on a dense model."""
+    model_info = _info(model)
+    if not model_info.is_moe:
+        raise InputError(f"{what} needs an MoE model; {model_info.name} has no experts (its feed-forward layers are "
+                         "dense): use tiny-olmoe, tiny-mixtral, tiny-qwen2-moe, moe-toy-bb (a toy: `sinkbench train --preset moe`), or a "
+                         "local OLMoE / Mixtral / Qwen2-MoE directory")
+    missing = next((name for name in (expert_weights(0), router_logits(0)) if name not in model.hook_dict), None)
+    if missing is not None:
+        raise InputError(f"{what}: {model_info.name} has {model_info.n_experts} experts but no hook {missing}; its "
+                         "adapter exposes no router (supported: OLMoE, Mixtral, Qwen2-MoE and the MoE toys)")
+    return model_info
+
+
+def parse_experts(spec: Any, model: Any) -> tuple[int, ...]:
+    """Expert indices ('all', 3, '0-2', '1,5'), range-checked against the model's experts per layer."""
+    model_info = _info(model)
+    return _parse_index_spec(spec, model_info.n_experts, "expert", model_info.name)
+
+
 def resid(layer: int, where: str = RESID_POST) -> str:
     return f"blocks.{layer}.{where}"
 
@@ -158,11 +207,16 @@ _ENCODER_TOKENS = {"cls", "sep"}
 # image sinks (workbench.core.positions) and their aliases
 _IMAGE_TOKENS = {"reg": "reg", "registers": "reg", "register": "reg", "dist": "dist", "bg": "bg",
                  "background": "bg", "obj": "obj", "object": "obj", "top-norm": "top-norm", "high-norm": "top-norm"}
+# sinks over the mixed image+text sequences of a multimodal LM (workbench.core.positions.MIXED_SINKS; bg / obj
+# are its background / object visual tokens there)
+_MIXED_NAMES = {"visual": "visual", "question": "question", "answer": "answer"}
+_IMAGE_TOKENS.update(_MIXED_NAMES)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "0": "\0", "'": "'", '"': '"'}
 _HEX_WIDTH = {"x": 2, "u": 4, "U": 8}
 _SINK_HELP = ("use bos, a position (0 or 0,5), tok:TOKEN (tok:. tok:\\n), first:tok:TOKEN (its first occurrence "
               "in each sequence), cls, sep or auto:EPS; on image models also reg, reg:K, bg, obj, top-norm or "
-              "patch:R,C; in Python also a [sequences, T] bool mask or a function tokens -> mask")
+              "patch:R,C; on multimodal LMs also visual, bg, obj, question, answer; in Python also a [sequences, T] "
+              "bool mask or a function tokens -> mask")
 
 
 def unescape_token(text: str, spec: Any) -> str:
@@ -385,6 +439,8 @@ class SinkSpec:
         model_info = _info(model)
         if model_info.is_image:
             return self._image_kind_ids(model_info)
+        if model_info.is_multimodal and _mixed_only(self.tokens):
+            return []  # position kinds, not ids: key_mask reads them from the kind bits of the tokens
         tokenizer = model_info.tokenizer
         ids = []
         for token in self.tokens:
@@ -454,6 +510,18 @@ class SinkSpec:
             mask = self._given_rows(list(range(batch)) if index is None else list(index), length).to(tokens.device)
         elif self.kind == "callable":
             mask = self._called(tokens)
+        elif _info(model).is_multimodal:  # mixed tokens: kind bits over the ids (workbench.core.positions)
+            from workbench.core.positions import mixed_ids, mixed_kind_mask
+
+            ids = mixed_ids(tokens)
+            if _mixed_only(self.tokens):
+                for token in self.tokens:
+                    mask |= mixed_kind_mask(tokens, token)
+            else:
+                for token_id in self.token_ids(model):
+                    mask |= ids == token_id
+            if self.first:
+                mask &= mask.cumsum(dim=1) == 1
         else:
             for token_id in self.token_ids(model):
                 mask |= tokens == token_id
@@ -489,6 +557,11 @@ class SinkSpec:
             raise InputError(f"sink {name} must return a bool mask shaped like the tokens {tuple(tokens.shape)}, "
                              f"got {got}")
         return out.to(tokens.device)
+
+
+def _mixed_only(tokens: Sequence[str]) -> bool:
+    """Whether every sink token names a kind of position of a mixed sequence (visual, bg, obj, question, answer)."""
+    return bool(tokens) and all(t in _MIXED_NAMES or t in ("bg", "obj") for t in tokens)
 
 
 def check_eps(eps: float) -> float:

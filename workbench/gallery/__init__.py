@@ -7,7 +7,8 @@ them with `workbench.plots` and writes a caption naming the paper and figure it 
 
 Rooms: `registry` (Recipe, the `recipe` decorator, discovery of `recipes_*.py`), `identity` (what cached
 Results depend on, weights checksums included), `builder` (compute, draw, build), `page` (index.md/html),
-and the recipes: `recipes_survey` (language models), `recipes_streaming`, `recipes_toy`, `recipes_vision`.
+and the recipes: `recipes_survey` (language models), `recipes_streaming`, `recipes_toy`, `recipes_vision`,
+`recipes_vision_dinov2` (DINOv2-S on photographs), `recipes_zoo` (across the zoo's causal LMs), `recipes_moe`.
 """
 
 from workbench.gallery.builder import build

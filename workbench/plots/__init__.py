@@ -6,8 +6,8 @@
     >>> plots.show(fig)                                    # in a notebook
 
 One style (`style`: sizes, fonts, palette, save) and one module per domain: `attention`, `activations`
-(massive activations), `contributions` (norms, the implicit bias), `interventions`, `quant` (quantising
-around sinks), `streaming`, `toy`, `vision`. Titles name the metric, the model and the text, read from the
+(massive activations), `contributions` (norms, the implicit bias), `interventions`, `moe` (experts and sinks), `quant`
+(quantising around sinks), `streaming`, `toy`, `vision`. Titles name the metric, the model and the text, read from the
 Results' provenance. The survey figures that compute their Results and then call these live in
 `workbench.gallery`.
 """
@@ -32,6 +32,7 @@ from workbench.plots.interventions import (
     sweep_profile,
 )
 from workbench.plots.long_context import interventions_vs_length, sink_position_profile, sink_ratio_vs_length
+from workbench.plots.moe import super_expert_pruning
 from workbench.plots.quant import quant_activations, quant_kv_bits
 from workbench.plots.streaming import streaming_curves, streaming_perplexity
 from workbench.plots.toy import emergence_curves
@@ -62,6 +63,6 @@ def show(fig) -> None:
 __all__ = ["attention_heatmaps", "attribution_scatter", "control_prompts", "depth_profile", "dormant_heads",
            "emergence_curves", "head_comparison", "implicit_bias_constancy", "intervention_effects", "interventions_vs_length", "massive_3d", "massive_layerwise",
            "norms", "position_zero", "quant_activations", "quant_kv_bits", "show", "sink_grid", "sink_position_profile", "sink_ratio_vs_length", "special_tokens", "streaming_curves",
-           "streaming_perplexity", "style",
+           "streaming_perplexity", "style", "super_expert_pruning",
            "sweep_heatmap", "sweep_profile", "vit_attention_by_kind", "vit_attention_maps", "vit_norm_histograms",
            "vit_norm_maps"]

@@ -15,6 +15,10 @@
 | `attention-maps` | attention (layer, head, q, k) averaged over sequences |
 | `image-attention` | image models: attention_share / attention_per_token / ratio_to_uniform per kind ([CLS], registers, background, object, high-norm), background_to_object_ratio (layer, head); attention_received / cls_attention maps |
 | `patch-norms` | image models: norm_mean per kind, norm_median/max, high_norm_fraction, ashman_d (two populations?), norm_histogram (layer); example_norm maps |
+| `routing` | MoE models: expert_load, gate_weight (layer, expert, token_class sink/other); routing_entropy, load_imbalance (layer, token_class); sink_top_expert (layer) |
+| `mixed-attention` | multimodal LMs: the text queries' attention_share / attention_per_token per kind (bos, visual-bg, visual-obj, question, answer) (layer, head); visual_sink_fraction / _share / _background_fraction, top_visual_share (layer); visual_attention_received maps |
+| `visual-sinks` | multimodal LMs: sink_dim_ratio, massive_fraction (layer, group bos / visual-sink / visual-other / visual-bg / visual-obj / question); sink_dim (layer, rank); visual_sink_count (layer) |
+| `super-experts` | MoE models: massive_contribution, massive_share, output_norm, raw_output_norm, routed_share, rank (layer, expert) at the sink; massive_ratio (layer); super_expert (rank) |
 
 Probes that take `sink=` accept every form of workbench.core.sites.SinkSpec, per-sequence sinks included
 (`first:tok:.`, a [sequences, T] bool mask, a function tokens -> mask), in one batched call.
@@ -42,6 +46,9 @@ _FUNCTIONS = {**dict.fromkeys(["massive_activations"], "workbench.probes.activat
               **dict.fromkeys(["heads"], "workbench.probes.heads"),
               **dict.fromkeys(["implicit_bias", "norms"], "workbench.probes.norms"),
               **dict.fromkeys(["image_attention", "patch_norms"], "workbench.probes.patches"),
+              **dict.fromkeys(["routing", "super_experts"], "workbench.probes.routing"),
+              **dict.fromkeys(["mixed_attention", "visual_sink_activations", "visual_sinks"],
+                              "workbench.probes.mixed"),
               **dict.fromkeys(["attention_maps", "detect_sinks", "sink_ratio_controls", "sink_tokens", "sinks",
                                "special_token_attention"], "workbench.probes.sinks")}
 
@@ -119,6 +126,30 @@ def _patch_norms_summary(results) -> str:
     return summarize_norms(results)
 
 
+def _routing_summary(results) -> str:
+    from workbench.probes.routing import summarize_routing
+
+    return summarize_routing(results)
+
+
+def _super_experts_summary(results) -> str:
+    from workbench.probes.routing import summarize_super_experts
+
+    return summarize_super_experts(results)
+
+
+def _mixed_attention_summary(results) -> str:
+    from workbench.probes.mixed import summarize_attention
+
+    return summarize_attention(results)
+
+
+def _visual_sinks_summary(results) -> str:
+    from workbench.probes.mixed import summarize_activations
+
+    return summarize_activations(results)
+
+
 def _bias_summary(results) -> str:
     frame = results.df[results.df["head"].notna()]
     table = frame.pivot_table(index="layer", columns="metric", values="value", aggfunc="median")
@@ -144,6 +175,14 @@ PROBES: dict[str, Probe] = {p.name: p for p in [
           "patches", _image_attention_summary),
     Probe("patch-norms", "patch_norms", "image models: patch-norm maps, norm histograms, high-norm tokens "
           "(Darcet et al. 2024)", _patch_norms_summary),
+    Probe("mixed-attention", "mixed_attention", "multimodal LMs: where the text queries attend in [BOS] [V'] text "
+          "(visual background / object, question) and the visual sinks (Kang et al. 2025)", _mixed_attention_summary),
+    Probe("visual-sinks", "visual_sink_activations", "multimodal LMs: do the visual sinks carry the BOS sink's "
+          "massive dimensions? (Kang et al. 2025)", _visual_sinks_summary),
+    Probe("routing", "routing", "MoE models: which experts the sink vs the other tokens are routed to, routing entropy "
+          "and expert load", _routing_summary),
+    Probe("super-experts", "super_experts", "MoE models: experts ranked by what they write on the massive dims at "
+          "the sink (Su et al. 2025)", _super_experts_summary),
 ]}
 
 
@@ -158,8 +197,8 @@ def by_name(name: str, model: Any, data: Any, **options: Any):
 
 
 __all__ = ["PROBES", "Probe", "attention_maps", "by_name", "detect_sinks", "heads", "image_attention", "implicit_bias",
-           "massive_activations", "norms", "patch_norms", "sink_ratio_controls", "sink_tokens", "sinks",
-           "special_token_attention"]
+           "massive_activations", "norms", "patch_norms", "routing", "sink_ratio_controls", "sink_tokens", "sinks",
+           "special_token_attention", "super_experts", "mixed_attention", "visual_sink_activations", "visual_sinks"]
 
 
 lazy_face(__name__, _FUNCTIONS)  # the probe functions load on first use (a name may equal its module's)

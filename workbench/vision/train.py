@@ -18,6 +18,7 @@ weights along the way (each loadable through the zoo: norms vs training step, Da
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -35,6 +36,7 @@ import torch
 from workbench.core.cache import remove_stale_temporaries
 from workbench.core.errors import InputError
 from workbench.core.progress import progress_bar
+from workbench.core.threads import torch_threads
 from workbench.vision.images import to_model_input
 from workbench.vision.presets import ViTTrainConfig
 from workbench.vision.shapes import SHAPES, shapes
@@ -100,15 +102,12 @@ def train_vit(config: ViTTrainConfig, out: str | Path, threads: int | None = 1, 
 
     config = config.validate()
     out = Path(out)
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise InputError(f"threads = {threads!r} must be a positive integer")
-        torch.set_num_threads(threads)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create the output directory {out.parent}: {exc.strerror}") from exc
+    threads_in_use = contextlib.ExitStack()
+    threads_in_use.enter_context(torch_threads(threads))  # restored in the `finally` below
     started = time.perf_counter()
     try:
         remove_stale_temporaries(out)  # the staging directory of a run that was killed
@@ -154,7 +153,7 @@ def train_vit(config: ViTTrainConfig, out: str | Path, threads: int | None = 1, 
                 shutil.rmtree(out)
             os.replace(staging, out)
     finally:
-        torch.set_num_threads(previous_threads)
+        threads_in_use.close()
     log(f"  trained in {summary['train_seconds']:.1f} s on {summary['threads']} threads: held-out accuracy "
         f"{summary['final_accuracy']:.3f}; saved to {out}")
     return summary
