@@ -28,6 +28,7 @@ def _trainer(name: str):
         import shutil
         import tempfile
 
+        from workbench.core.corpora import fetch_corpus
         from workbench.toy.presets import TRAINED_TOYS
         from workbench.toy.train import preset
         from workbench.toy.train import train as train_toy
@@ -35,6 +36,8 @@ def _trainer(name: str):
 
         base, overrides = TRAINED_TOYS[name]
         model_cfg, train_cfg = preset(base, **overrides)
+        # the task reads its corpus, and `models fetch --all` runs before `data fetch --all` on a fresh machine
+        fetch_corpus(train_cfg.corpus, log=log)
         log(f"training {name}: preset {base} ({train_cfg.steps} steps, {model_cfg.n_layers} layers x "
             f"{model_cfg.n_experts} experts top-{model_cfg.top_k}, {train_cfg.task}, seed {train_cfg.seed})")
         target.parent.mkdir(parents=True, exist_ok=True)
