@@ -298,7 +298,23 @@ def moe_pruning_fixture():
     return Results(rows, {**PROV, "dims": [29, 46], "super_experts": ["L0E1"], "draws": 5, "mode": "renorm"})
 
 
+def multimodal_fixture():
+    kinds = {"bos": 0.05, "visual-bg": 0.35, "visual-obj": 0.2, "question": 0.4}
+    attention = [{"metric": "attention_share", "layer": layer, "head": head, "kind": kind, "value": value}
+                 for layer in range(3) for head in range(2) for kind, value in kinds.items()]
+    attention += [{"metric": "visual_sink_share", "layer": layer, "value": 0.02 * (layer + 1)} for layer in range(3)]
+    activations = [{"metric": "sink_dim_ratio", "layer": layer, "group": group, "value": base + 0.1 * layer}
+                   for layer in range(3) for group, base in (("bos", 2.2), ("visual-sink", 0.8),
+                                                             ("visual-other", 1.0), ("question", 1.2))]
+    answers = [{"metric": "accuracy", "intervention": name, "question": question, "value": value, "n": 32}
+               for name, shift in (("none", 0.0), ("mask-visual-sinks", -0.05), ("var", -0.02))
+               for question, value in (("shape", 0.87 + shift), ("colour", 0.75 + shift))]
+    prov = {**PROV, "n_sequences": 8, "data_seed": 1, "threshold": 0.05, "top_dims": 2}
+    return Results(attention, prov), Results(activations, prov), Results(answers, prov)
+
+
 CASES = {
+    "visual_sinks_overview": lambda: plots.visual_sinks_overview(*multimodal_fixture()),
     "super_expert_pruning": lambda: plots.super_expert_pruning(moe_pruning_fixture()),
     "position_zero": lambda: plots.position_zero(position_zero_fixture()),
     "sink_ratio_vs_length": lambda: plots.sink_ratio_vs_length(length_fixture()),
@@ -355,7 +371,7 @@ def test_every_plot_function_is_public_and_has_a_fixture_case():
               if inspect.ismodule(module) and module.__name__.startswith("workbench.plots.")
               and name not in ("style", "_common")]
     assert {m.__name__.rsplit(".", 1)[1] for m in domain} == {"activations", "attention", "contributions", "heads", "long_context",
-                                                              "interventions", "moe", "quant", "streaming", "toy",
+                                                              "interventions", "moe", "multimodal", "quant", "streaming", "toy",
                                                               "vision"}
     defined = {name for module in domain for name, fn in vars(module).items()
                if inspect.isfunction(fn) and fn.__module__ == module.__name__ and not name.startswith("_")}

@@ -33,6 +33,7 @@ from workbench.plots.interventions import (
 )
 from workbench.plots.long_context import interventions_vs_length, sink_position_profile, sink_ratio_vs_length
 from workbench.plots.moe import super_expert_pruning
+from workbench.plots.multimodal import visual_sinks_overview
 from workbench.plots.quant import quant_activations, quant_kv_bits
 from workbench.plots.streaming import streaming_curves, streaming_perplexity
 from workbench.plots.toy import emergence_curves
@@ -65,4 +66,4 @@ __all__ = ["attention_heatmaps", "attribution_scatter", "control_prompts", "dept
            "norms", "position_zero", "quant_activations", "quant_kv_bits", "show", "sink_grid", "sink_position_profile", "sink_ratio_vs_length", "special_tokens", "streaming_curves",
            "streaming_perplexity", "style", "super_expert_pruning",
            "sweep_heatmap", "sweep_profile", "vit_attention_by_kind", "vit_attention_maps", "vit_norm_histograms",
-           "vit_norm_maps"]
+           "visual_sinks_overview", "vit_norm_maps"]
