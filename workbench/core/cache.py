@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from workbench.core.errors import WorkbenchError
+from workbench.core.errors import InputError, WorkbenchError
 
 CACHE_ENV = "SINKBENCH_CACHE"
 
@@ -94,6 +94,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def make_parent(path: Path) -> Path:
+    """Create the directory `path` will be written into; one clear error if it cannot be created."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output directory {path.parent}: {exc.strerror}") from exc
+    return path
 
 
 def atomic_write_text(path: Path, text: str) -> None:

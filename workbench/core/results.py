@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.core.cache import atomic_path, atomic_write_text, sha256_bytes
+from workbench.core.cache import atomic_path, atomic_write_text, make_parent, sha256_bytes
 from workbench.core.errors import InputError
 
 CORE_COLUMNS = ["experiment", "model", "intervention", "layer", "head", "metric", "value", "n", "ci_low", "ci_high"]
@@ -256,10 +256,7 @@ def check_output_path(path: str | Path) -> Path:
         raise InputError(f"the output path {path} is a directory; give a file name ending in .json, .csv or .parquet")
     if path.suffix == ".parquet":
         _require_pyarrow()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the output directory {path.parent}: {exc.strerror}") from exc
+    make_parent(path)
     if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise InputError(f"the output {'file ' + str(path) if path.exists() else 'directory ' + str(path.parent)} "
                          "is not writable")

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.core.cache import remove_stale_temporaries
+from workbench.core.cache import make_parent, remove_stale_temporaries
 from workbench.core.errors import InputError
 from workbench.core.progress import progress_bar
 from workbench.core.threads import torch_threads
@@ -181,10 +181,7 @@ def train_llava(config: LlavaTrainConfig, out: str | Path, threads: int | None =
     config = config.validate()
     out = Path(out)
     resume_dir = out.with_name(out.name + ".resume")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the output directory {out.parent}: {exc.strerror}") from exc
+    make_parent(out)
     threads_in_use = contextlib.ExitStack()
     threads_in_use.enter_context(torch_threads(threads))  # restored in the `finally` below
     started = time.perf_counter()

@@ -33,8 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.core.cache import remove_stale_temporaries
-from workbench.core.errors import InputError
+from workbench.core.cache import make_parent, remove_stale_temporaries
 from workbench.core.progress import progress_bar
 from workbench.core.threads import torch_threads
 from workbench.vision.images import to_model_input
@@ -102,10 +101,7 @@ def train_vit(config: ViTTrainConfig, out: str | Path, threads: int | None = 1, 
 
     config = config.validate()
     out = Path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the output directory {out.parent}: {exc.strerror}") from exc
+    make_parent(out)
     threads_in_use = contextlib.ExitStack()
     threads_in_use.enter_context(torch_threads(threads))  # restored in the `finally` below
     started = time.perf_counter()
