@@ -14,6 +14,7 @@ everything else is quantised from the full-precision cache at that step.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -78,29 +79,35 @@ def stream_exact(decoder: LlamaDecoder, ids: Tensor, policy: CachePolicy, progre
         step_attention = step_attention + p.float().mean(dim=(0, 1, 2)).cpu()  # [n + 1]
         return z
 
-    for t in progress_bar(range(n_tokens - 1), desc=f"stream {policy.label()} (exact)", enabled=progress):
-        if n == capacity:
-            view = CacheView(t, positions[:n].clone(), last_attention[:n].clone(), attention_sum[:n].clone())
-            kept = _checked_keep(policy, view)
-            n = len(kept)
-            keys[:, :, :n] = keys[:, :, kept.to(keys.device)]
-            values[:, :, :n] = values[:, :, kept.to(values.device)]
-            for per_slot in (positions, last_attention, attention_sum):
-                per_slot[:n] = per_slot[kept]
-        cos, sin = decoder.rope(torch.arange(n + 1, device=decoder.device))  # slot i sits at position i
-        slots = torch.cat([positions[:n], torch.tensor([t])])  # text index of every entry this step reads
-        step_attention = torch.zeros(n + 1)
-        if intervention is None:
-            logits = decoder.forward(ids[t:t + 1], attend)[0]
-        else:  # this step's context: the cached tokens in slot order, the newest the one query
-            with decoder.model.hooks(fwd_hooks=intervention.hooks_for(ids[slots.to(ids.device)][None])):
+    # the intervention's hooks are registered once; each step swaps in its own (StreamIntervention.step)
+    with intervention.installed() if intervention is not None else nullcontext():
+        for t in progress_bar(range(n_tokens - 1), desc=f"stream {policy.label()} (exact)", enabled=progress):
+            if n == capacity:
+                view = CacheView(t, positions[:n].clone(), last_attention[:n].clone(), attention_sum[:n].clone())
+                kept = _checked_keep(policy, view)
+                n = len(kept)
+                keys[:, :, :n] = keys[:, :, kept.to(keys.device)]
+                values[:, :, :n] = values[:, :, kept.to(values.device)]
+                for per_slot in (positions, last_attention, attention_sum):
+                    per_slot[:n] = per_slot[kept]
+            cos, sin = decoder.rope(torch.arange(n + 1, device=decoder.device))  # slot i sits at position i
+            slots = torch.cat([positions[:n], torch.tensor([t])])  # text index of every entry this step reads
+            step_attention = torch.zeros(n + 1)
+            if intervention is None:
                 logits = decoder.forward(ids[t:t + 1], attend)[0]
-        positions[n] = t
-        last_attention[:n + 1] = step_attention / n_layers
-        attention_sum[n] = 0.0
-        attention_sum[:n + 1] += last_attention[:n + 1]
-        n += 1
-        max_entries = max(max_entries, n)
-        nll[t] = float(-torch.log_softmax(logits.float(), dim=-1)[ids[t + 1]])
+            else:  # this step's context: the cached tokens in slot order, the newest the one query
+                extra = intervention.step(ids[slots.to(ids.device)][None])
+                if extra:  # a hook point the run did not register (none in the catalogue): for this step only
+                    with decoder.model.hooks(fwd_hooks=extra):
+                        logits = decoder.forward(ids[t:t + 1], attend)[0]
+                else:
+                    logits = decoder.forward(ids[t:t + 1], attend)[0]
+            positions[n] = t
+            last_attention[:n + 1] = step_attention / n_layers
+            attention_sum[n] = 0.0
+            attention_sum[:n + 1] += last_attention[:n + 1]
+            n += 1
+            max_entries = max(max_entries, n)
+            nll[t] = float(-torch.log_softmax(logits.float(), dim=-1)[ids[t + 1]])
     bytes_held = 2 * keys.element_size() * n_layers * kv * d * max_entries
     return Stream(nll, "exact", max_entries, max_entries, bytes_held, time.perf_counter() - started)

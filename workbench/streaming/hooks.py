@@ -25,6 +25,8 @@ workbench's attention path, full or blockwise), where every hook fires and the s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -81,7 +83,11 @@ def as_intervention(intervention: Any) -> Any:
 
 class StreamIntervention:
     """One intervention bound to a streaming run: checked against the model, prepared once over the text, and
-    turned into hooks step by step (`hooks_for(tokens)`)."""
+    turned into hooks step by step (`hooks_for(tokens)`).
+
+    A run registers its hooks once (`installed()`: one dispatcher per hook point the intervention uses) and each
+    step swaps in that step's hook functions (`step(tokens)`): registering through the bridge walks every hook
+    point of the model, which per token cost more than the step itself."""
 
     def __init__(self, model: Any, intervention: Any, ids: Tensor, progress: bool = False):
         self.model, self.intervention = model, intervention
@@ -95,6 +101,8 @@ class StreamIntervention:
         self.state = intervention.prepare(model, text, 1, progress)
         probe = self.context(ids[None, :2].cpu(), 2)
         names = {name for name, _ in intervention.hooks(model, probe)}
+        self.names = sorted(names)  # the hook points `installed()` registers a dispatcher on
+        self._current: dict[str, list] = {}
         other = sorted(name for name in names if not name.endswith(STREAM_SUFFIXES))
         if other:
             raise InputError(f"{intervention} needs hook {other[0]}, which the streaming cache does not fire (it "
@@ -118,6 +126,38 @@ class StreamIntervention:
 
     def hooks_for(self, tokens: Tensor, n_queries: int = 1) -> list:
         return self.intervention.hooks(self.model, self.context(tokens, n_queries))
+
+    @contextmanager
+    def installed(self) -> Iterator[StreamIntervention]:
+        """One dispatcher per hook point in `names`, registered for the whole run; each calls the hook
+        functions the last `step()` gave that point, in order, an edit one returns passed to the next."""
+        def dispatcher(name: str):
+            def run(tensor: Tensor, hook: Any) -> Tensor | None:
+                edited = None
+                for fn in self._current.get(name, ()):
+                    out = fn(tensor if edited is None else edited, hook=hook)
+                    edited = edited if out is None else out
+                return edited
+            return run
+
+        with self.model.hooks(fwd_hooks=[(name, dispatcher(name)) for name in self.names]):
+            try:
+                yield self
+            finally:
+                self._current = {}
+
+    def step(self, tokens: Tensor, n_queries: int = 1) -> list:
+        """This step's hooks into the installed dispatchers; returns those on a point `installed()` did not
+        register (the caller registers them for the step: none for the catalogue's interventions)."""
+        current: dict[str, list] = {}
+        extra = []
+        for name, fn in self.hooks_for(tokens, n_queries):
+            if name in self.names:
+                current.setdefault(name, []).append(fn)
+            else:
+                extra.append((name, fn))
+        self._current = current
+        return extra
 
 
 def window_hooks(model: Any, intervention: StreamIntervention, windows: Tensor) -> list:
