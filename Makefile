@@ -7,6 +7,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= figures
 MODEL  ?= smollm2-135m
+# Test workers (pytest-xdist): one per core up to 4, each test file on one worker (its module fixtures load
+# once), each worker and notebook kernel one torch thread. WORKERS=0 runs the suite in this process.
+WORKERS ?= auto
+TEST_ARGS := -n $(WORKERS) --maxprocesses 4 --dist loadfile
 
 .PHONY: reproduce test unit setup models lint bench clean
 
@@ -15,10 +19,10 @@ reproduce: models
 
 test: models
 	$(BIN)/ruff check workbench interventions tests bench notebooks
-	$(BIN)/pytest -q --nbmake --nbmake-timeout=300 tests notebooks
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q $(TEST_ARGS) --nbmake --nbmake-timeout=300 tests notebooks
 
 unit: setup
-	$(BIN)/pytest -q -m "not integration" tests
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q $(TEST_ARGS) -m "not integration" tests
 
 setup: $(STAMP)
 
