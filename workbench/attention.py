@@ -16,6 +16,17 @@ once after the last (`BLOCK_SUFFIXES` lists the hooks that fire per block). Row-
 readers work unchanged apart from placing their rows at the block's offset; weight a hook moves onto a key
 the mask hid still counts, as on the full path.
 
+No pattern where none is read: inside `blockwise`, a Llama / Qwen2 / Gemma 3 layer on whose `hook_attn_scores`
+and `hook_pattern` nothing is registered runs one fused kernel (torch's flash attention: memory linear in T,
+no [B, K] block at all; `hook_z` fires once on every query) where its mask is the plain causal one (Gemma's
+sliding-window layers, padding, a cache, softcapping or a caller's 4D mask keep the blocks). A probe that
+reads only the attention on a few keys, sum_{j in S} A[q, j] (the sink's share: `probes.sinks`,
+`sink_by_position`), asks for a `KeyMassReader` (`reading_key_mass`; `passes.probe_pass` with `KEY_MASS`):
+the fused path computes it from the kernel's row logsumexp and the scores of those columns only,
+exp(q.k_j * scale - lse_q); the explicit blocks from the block's pattern after its hooks (an intervention's
+edit included). `blockwise(..., fuse=False)` keeps the explicit blocks everywhere; `n_fused` counts the
+fused calls (what it saves: bench/long_context.py, README "Long context").
+
 Where the block is: `current_block()` returns the `QueryBlock` (start, stop, n_queries) whose hooks are
 running, or None outside a blockwise forward (the full path: one block with every query; `block_of(T)`
 returns either). Query i of a block sits at position start + i (after a cache's keys, if any).
@@ -287,6 +298,22 @@ def _chosen_policy(model: Any) -> tuple[Any, Any]:
     return own or _DEFAULT_POLICY.get() or (None, None)
 
 
+def _chosen_block(model: Any, inputs: torch.Tensor, block: Any, budget: Any) -> tuple[int | None, Any]:
+    """(B or None for the full path, budget) of one pass over `inputs`, unset arguments from `policy`."""
+    chosen_block, chosen_budget = _chosen_policy(model)
+    block = chosen_block if block is None else parse_block(block)
+    budget = chosen_budget if budget is None else budget
+    if inputs.ndim == 2:  # tokens
+        return plan(model, inputs.shape[0], inputs.shape[1], block, budget), budget
+    # pixels: T is fixed by the image, only an explicit block applies
+    return (check_block(model, block) if block not in (None, "full") else None), budget
+
+
+def runs_blockwise(model: Any, inputs: torch.Tensor, block: Any = None, budget: Any = None) -> bool:
+    """Whether a pass over `inputs` under `path` runs blockwise (an open `blockwise`, or the plan's choice)."""
+    return active(model) is not None or _chosen_block(model, inputs, block, budget)[0] is not None
+
+
 def path(model: Any, inputs: torch.Tensor, block: Any = None, budget: Any = None):
     """The attention path `plan` picks for one pass over `inputs` ([batch, T] tokens; images: full or B), or
     nothing when the caller already opened `blockwise` on the model; unset arguments come from `policy`:
@@ -296,13 +323,7 @@ def path(model: Any, inputs: torch.Tensor, block: Any = None, budget: Any = None
     """
     if active(model) is not None:
         return contextlib.nullcontext(active(model))
-    chosen_block, chosen_budget = _chosen_policy(model)
-    block = chosen_block if block is None else parse_block(block)
-    budget = chosen_budget if budget is None else budget
-    if inputs.ndim == 2:  # tokens
-        chosen = plan(model, inputs.shape[0], inputs.shape[1], block, budget)
-    else:  # pixels: T is fixed by the image, only an explicit block applies
-        chosen = check_block(model, block) if block not in (None, "full") else None
+    chosen, budget = _chosen_block(model, inputs, block, budget)
     return blockwise(model, chosen, budget) if chosen is not None else contextlib.nullcontext()
 
 
@@ -356,6 +377,8 @@ class Blockwise:
     budget: int
     n_blocks: int = 0  # query blocks run so far (every layer counts)
     largest_block: int = 0
+    fuse: bool = True  # a layer whose pattern and scores no hook reads runs fused (no pattern at all)
+    n_fused: int = 0  # attention calls run fused so far (every layer counts)
     padding: torch.Tensor | None = None  # [b, K] bool from a 2D attention mask the HF model was called with
     sentinel: torch.Tensor | None = None  # the zero-byte 4D mask handed to the HF model this forward
 
@@ -379,18 +402,19 @@ def active(model: Any) -> Blockwise | None:
 
 
 @contextlib.contextmanager
-def blockwise(model: Any, block: int | None = None, budget: Any = None) -> Iterator[Blockwise]:
+def blockwise(model: Any, block: int | None = None, budget: Any = None, fuse: bool = True) -> Iterator[Blockwise]:
     """Run `model`'s attention in query blocks while the context is open (see the module docstring).
 
         >>> with attention.blockwise(model, block=64) as run:
-        ...     model(tokens)
-        >>> run.n_blocks                    # 2 layers x ceil(T / 64)
+        ...     model(tokens, fwd_hooks=...)    # a hook on hook_pattern: the explicit blocks
+        >>> run.n_blocks                        # 2 layers x ceil(T / 64)
 
-    `block`: query rows per block (an integer >= 1) or None to size blocks from `budget`.
+    `block`: query rows per block (an integer >= 1) or None to size blocks from `budget`. `fuse=False` runs
+    the explicit blocks even where no hook reads the pattern (the fused path: "No pattern where none is read").
     """
     if block is not None:
         block = check_block(model, block)
-    state = Blockwise(model, block, budget_bytes(budget))
+    state = Blockwise(model, block, budget_bytes(budget), fuse=bool(fuse))
     components = attention_components(model)
     previous_state = active(model)
     installed: list[tuple[torch.nn.Module, Any]] = []
@@ -609,6 +633,124 @@ def _run_blocks(state: Blockwise, n_queries: int, size: int,
     return out
 
 
+def _run_whole(n_queries: int, one_block: Callable[[QueryBlock], torch.Tensor]) -> torch.Tensor:
+    """`one_block` on one block holding every query (the fused path), with current_block() set to it."""
+    token = _CURRENT.set(QueryBlock.whole(n_queries))
+    try:
+        return one_block(QueryBlock.whole(n_queries))
+    finally:
+        _CURRENT.reset(token)
+
+
+# --------------------------------------------------------------------------------------------------
+# No pattern where none is read: the fused path and the key-mass readers
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyMassReader:
+    """Reads the attention each query puts on a set of keys, sum_{j in keys} A[q, j], without the pattern:
+    `keys` [b, K] bool, `read(mass)` called with [b, head, B] per query block (current_block() set).
+    Registered with `reading_key_mass`; a probe that needs only this (the sink's share) asks for it through
+    `passes.probe_pass(..., [(KEY_MASS, reader)])`."""
+
+    keys: torch.Tensor
+    read: Callable[[torch.Tensor], None]
+
+
+KEY_MASS = "attn.key_mass"  # the probe-pass suffix of a KeyMassReader (not a hook point)
+_KEY_MASS: contextvars.ContextVar[dict[int, tuple[KeyMassReader, ...]]] = contextvars.ContextVar(
+    "sinkbench_key_mass", default=None)
+
+
+@contextlib.contextmanager
+def reading_key_mass(readers: dict[torch.nn.Module, list[KeyMassReader]]) -> Iterator[None]:
+    """Key-mass readers per attention module, for the blockwise forwards run inside the context: on the fused
+    path from the row statistics (logsumexp) and the few key columns they read, on the explicit path from the
+    block's pattern after its hooks. The full path (TransformerLens's forward) does not read them: there
+    `probe_pass` reads the pattern through hook_pattern instead."""
+    token = _KEY_MASS.set({**(_KEY_MASS.get() or {}), **{id(module): tuple(found) for module, found in readers.items()}})
+    try:
+        yield
+    finally:
+        _KEY_MASS.reset(token)
+
+
+def _serve_key_mass(module: Any, pattern: torch.Tensor, readers: tuple | None = None) -> None:
+    """The explicit path: each reader of `module` gets the weight of the block's pattern (after its hooks'
+    edits) on its keys, [b, h, B]."""
+    for reader in (_KEY_MASS.get() or {}).get(id(module), ()) if readers is None else readers:
+        reader.read((pattern.float() * reader.keys[:, None, None, :pattern.shape[-1]].float()).sum(-1))
+
+
+def _has_hooks(point: Any) -> bool:
+    return point is not None and bool(getattr(point, "_forward_hooks", None) or
+                                      getattr(point, "_forward_pre_hooks", None))
+
+
+def _fusable(module: Any, state: Blockwise, mask: Any, softcap: Any, window: int | None, causal: bool,
+             dropout: float, n_queries: int, n_keys: int) -> bool:
+    """Whether this attention call may run fused: nothing reads or edits its scores or pattern, and its mask is
+    the structural causal one (no sliding window inside the keys, softcapping, padding, cache offset, dropout
+    or a caller's 4D mask)."""
+    if not state.fuse or _has_hooks(getattr(module, "hook_attn_scores", None)) or \
+            _has_hooks(getattr(module, "hook_pattern", None)):
+        return False
+    if softcap is not None or dropout > 0.0 or n_queries != n_keys or (window is not None and window < n_keys):
+        return False
+    if isinstance(mask, torch.Tensor) and mask is not state.sentinel:
+        return False
+    return state.sentinel is None or state.padding is None or bool(state.padding.all())
+
+
+def _fused(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float,
+           causal: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """softmax(q k^T * scaling) v without the pattern (a fused kernel, memory linear in T): z (b, h, T, d) and,
+    on the CPU, the rows' logsumexp (b, h, T) of the same kernel (None elsewhere: computed per block)."""
+    cpu_kernel = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if query.device.type == "cpu" and cpu_kernel is not None and query.dtype in (torch.float32, torch.bfloat16):
+        z, lse = cpu_kernel(query, key, value, 0.0, causal, scale=scaling)
+        return z, lse
+    z = torch.nn.functional.scaled_dot_product_attention(query, key, value, is_causal=causal, scale=scaling)
+    return z, None
+
+
+def _key_mass_from_lse(query: torch.Tensor, key: torch.Tensor, lse: torch.Tensor | None, keys: torch.Tensor,
+                       scaling: float, causal: bool, state: Blockwise) -> torch.Tensor:
+    """[b, h, T] sum over the marked keys of A[q, j] = exp(q.k_j * scaling - logsumexp_q): the scores of those
+    columns only (and the rows' logsumexp, where the kernel gave none, one block of rows at a time)."""
+    batch, n_heads, n_queries, _ = query.shape
+    n_keys = key.shape[-2]
+    columns = torch.nonzero(keys[:, :n_keys].any(0)).flatten()
+    out = query.new_zeros((batch, n_heads, n_queries), dtype=torch.float32)
+    if len(columns) == 0:
+        return out
+    picked = key[:, :, columns].float()  # (b, h, C, d)
+    marked = keys[:, columns].float()[:, None, None, :]  # (b, 1, 1, C)
+    size = max(1, min(n_queries, BLOCK_BYTES // (_LIVE_TENSORS * batch * n_heads * max(len(columns), 1) * 4)))
+    if lse is None:  # the rows' logsumexp per block of rows (the scores, never the pattern)
+        size = min(size, _rows_within(state.budget, batch, n_heads, n_keys))
+    key_t = key.transpose(-2, -1)
+    for start in range(0, n_queries, size):
+        stop = min(start + size, n_queries)
+        q = query[:, :, start:stop].float()
+        if lse is None:
+            scores = torch.matmul(q, key_t.float()) * scaling
+            if causal:
+                positions = torch.arange(start, stop, device=q.device)[:, None]
+                scores = scores.masked_fill(torch.arange(n_keys, device=q.device)[None, :] > positions,
+                                            float("-inf"))
+            rows_lse = torch.logsumexp(scores, dim=-1)
+        else:
+            rows_lse = lse[:, :, start:stop].float()
+        logits = torch.matmul(q, picked.transpose(-2, -1)) * scaling - rows_lse[..., None]  # (b, h, rows, C)
+        weight = torch.exp(logits) * marked
+        if causal:  # a key after the query carries no weight
+            weight = weight * (columns[None, :] <= torch.arange(start, stop, device=q.device)[:, None]).float()
+        out[:, :, start:stop] = weight.sum(-1)
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Llama / Qwen2 / Gemma 3: PositionEmbeddingsAttentionBridge
 # --------------------------------------------------------------------------------------------------
@@ -658,6 +800,25 @@ def _rotary_forward(self: Any, state: Blockwise, *args: Any, **kwargs: Any) -> t
     causal = bool(getattr(self, "is_causal", True))
     key_t = key.transpose(-2, -1)  # (b, nh, hs, K)
     o_weight = getattr(getattr(getattr(self, "o", None), "original_component", None), "weight", None)
+    readers = (_KEY_MASS.get() or {}).get(id(self), ())
+    dropout = getattr(hf_attn, "attention_dropout", 0.0) if self.training else 0.0
+
+    def project(z: torch.Tensor, rows: int) -> torch.Tensor:
+        z = z.transpose(1, 2).reshape(batch, rows, -1)  # (b, B, nh * hs)
+        z = self._pre_output_projection(z)
+        if isinstance(o_weight, torch.Tensor) and o_weight.dtype.is_floating_point and z.dtype != o_weight.dtype:
+            z = z.to(o_weight.dtype)
+        return self.o(z)  # hook_z fires on the block: (b, B, nh, hs)
+
+    if _fusable(self, state, attention_mask, softcap, window, causal, dropout, n_queries, n_keys):
+        def whole(block: QueryBlock) -> torch.Tensor:
+            z, lse = _fused(query, key, value, scaling, causal)
+            for reader in readers:
+                reader.read(_key_mass_from_lse(query, key, lse, reader.keys, scaling, causal, state))
+            return project(z, n_queries)
+
+        state.n_fused += 1
+        return self.hook_out(_run_whole(n_queries, whole)), None
 
     def one_block(block: QueryBlock) -> torch.Tensor:
         lo, hi = _key_span(block, n_keys, causal, window, attention_mask, state)
@@ -670,19 +831,15 @@ def _rotary_forward(self: Any, state: Blockwise, *args: Any, **kwargs: Any) -> t
             scores = every
         scores = self.hook_attn_scores(_masked(scores, block, attention_mask, state, causal, window))
         weights = torch.nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-        dropout = getattr(hf_attn, "attention_dropout", 0.0)
-        if self.training and dropout > 0.0:
+        if dropout > 0.0:
             weights = torch.nn.functional.dropout(weights, p=dropout, training=True)
         weights = self.hook_pattern(weights)
+        _serve_key_mass(self, weights, readers)
         if (lo, hi) != (0, n_keys) and not (weights[..., :lo].any() or weights[..., hi:].any()):
             z = torch.matmul(weights[..., lo:hi], value[:, :, lo:hi])  # the other keys carry no weight
         else:  # a hook moved weight onto keys the mask hid: they count, as on the full path
             z = torch.matmul(weights, value)
-        z = z.transpose(1, 2).reshape(batch, block.size, -1)  # (b, B, nh * hs)
-        z = self._pre_output_projection(z)
-        if isinstance(o_weight, torch.Tensor) and o_weight.dtype.is_floating_point and z.dtype != o_weight.dtype:
-            z = z.to(o_weight.dtype)
-        return self.o(z)  # hook_z fires on the block: (b, B, nh, hs)
+        return project(z, block.size)
 
     size = state.rows(batch, query.shape[1], n_queries, n_keys)
     return self.hook_out(_run_blocks(state, n_queries, size, one_block)), None
@@ -712,6 +869,7 @@ def _encoder_attention(self: Any, state: Blockwise, hidden_states: torch.Tensor,
         else:  # BERT's
             weights = torch.nn.functional.softmax(scores, dim=-1)
         weights = self.hook_pattern(self._apply_attn_dropout(weights) if self.training else weights)
+        _serve_key_mass(self, weights)
         z = torch.matmul(weights, value).transpose(1, 2).reshape(batch, block.size, -1)
         return self.o(z)
 
@@ -773,6 +931,7 @@ def _toy_forward(self: Any, state: Blockwise, x: torch.Tensor) -> torch.Tensor:
         else:
             weights = self.weights(scores, q_block)  # fires hook_sink on the block's rows
         pattern = self.hook_pattern(weights)
+        _serve_key_mass(self, pattern)
         z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)  # (B, rows, nh, hs)
         if self.variant == "gated":
             gate = torch.sigmoid(torch.einsum("btd,hdg->bthg", x[:, block.rows], self.W_G) + self.b_G)

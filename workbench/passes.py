@@ -172,11 +172,14 @@ def probe_pass(model: Any, data: Any, readers: Sequence[tuple[str, Reader]], lay
     hook only what is read, reduce on the fly, never cache a whole pass.
 
     Readers receive (layer, tensor, ctx) and return nothing. `hooks` are extra forward hooks that run in
-    the same passes (e.g. an intervention's, so a probe measures the edited model)."""
+    the same passes (e.g. an intervention's, so a probe measures the edited model). A reader on
+    `attention.KEY_MASS` receives the attention each query puts on the sink keys, sum_{j in sink} A[q, j]
+    [b, head, q], and never the pattern: on the full path it is read from hook_pattern, on a blockwise pass
+    from the block's pattern or, where nothing else reads the pattern, from the fused path's row statistics."""
     model_info = info(model)
     sites.require_pattern_hooks(model)
     layers = list(layers)
-    names = [sites.hook(layer, suffix) for suffix, _ in readers for layer in layers]
+    names = [_hook_name(layer, suffix) for suffix, _ in readers for layer in layers]
     missing = [n for n in names if n not in model.hook_dict]
     if missing:
         raise InputError(f"{model_info.name} has no hook {missing[0]}; this probe needs it")
@@ -184,9 +187,20 @@ def probe_pass(model: Any, data: Any, readers: Sequence[tuple[str, Reader]], lay
     stop = _stop_layer(model, layers)
     prepared = batches(model, data, batch_size, sink, auto_positions, skip_missing)
     for ctx in progress_bar(prepared, desc=desc, enabled=progress):
-        readers_now = [(name, _reader(fn, layer, ctx, fired, name))
-                       for suffix, fn in readers for layer in layers for name in [sites.hook(layer, suffix)]]
-        with torch.no_grad():
+        blockwise = any(suffix == attention.KEY_MASS for suffix, _ in readers) and \
+            attention.runs_blockwise(model, ctx.inputs)
+        readers_now, key_mass = [], {}
+        for suffix, fn in readers:
+            for layer in layers:
+                name = _hook_name(layer, suffix)
+                if suffix != attention.KEY_MASS:
+                    readers_now.append((name, _reader(fn, layer, ctx, fired, name)))
+                elif blockwise:  # served by the layer's blockwise forward (fused where nothing else reads)
+                    reader = attention.KeyMassReader(ctx.sink, _mass_reader(fn, layer, ctx, fired, name))
+                    key_mass.setdefault(model.blocks[layer].attn, []).append(reader)
+                else:
+                    readers_now.append((name, _pattern_mass(fn, layer, ctx, fired, name)))
+        with torch.no_grad(), attention.reading_key_mass(key_mass):
             forward(model, ctx.inputs, [*hooks, *readers_now], stop)
         if after_batch is not None:
             after_batch(ctx)
@@ -194,6 +208,25 @@ def probe_pass(model: Any, data: Any, readers: Sequence[tuple[str, Reader]], lay
     if silent:
         raise InputError(f"hook {silent[0]} never fired on {model_info.name}: its attention kernel does not expose "
                          "this activation (load the model with eager attention)")
+
+
+def _hook_name(layer: int, suffix: str) -> str:
+    """The hook a reader fires on (a KEY_MASS reader: hook_pattern, what the full path reads it from)."""
+    return sites.hook(layer, "attn.hook_pattern" if suffix == attention.KEY_MASS else suffix)
+
+
+def _pattern_mass(fn: Reader, layer: int, ctx: PassContext, fired: set[str], name: str):
+    def hook_fn(pattern: torch.Tensor, hook: Any) -> None:
+        fired.add(name)
+        fn(layer, (pattern.detach().float() * ctx.sink[:, None, None, :pattern.shape[-1]]).sum(-1), ctx.for_block())
+    return hook_fn
+
+
+def _mass_reader(fn: Reader, layer: int, ctx: PassContext, fired: set[str], name: str):
+    def read(mass: torch.Tensor) -> None:
+        fired.add(name)
+        fn(layer, mass.detach(), ctx.for_block())
+    return read
 
 
 def _reader(fn: Reader, layer: int, ctx: PassContext, fired: set[str], name: str):

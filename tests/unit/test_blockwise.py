@@ -299,13 +299,17 @@ def test_no_t_by_t_mask_is_built_inside_blockwise(tiny_llama):
     try:
         with torch.no_grad():
             tiny_llama(tokens_for(tiny_llama, length=32))
-            with attention.blockwise(tiny_llama, block=8) as run:
+            with attention.blockwise(tiny_llama, block=8, fuse=False) as run:
+                tiny_llama(tokens_for(tiny_llama, length=32))
+            with attention.blockwise(tiny_llama, block=8) as fused:
                 tiny_llama(tokens_for(tiny_llama, length=32))
     finally:
         handle.remove()
     assert seen[0].shape == (2, 1, 32, 32) and seen[0].stride() != (0, 0, 0, 0)  # transformers' own mask
-    assert seen[1].shape == (2, 1, 32, 32) and seen[1].stride() == (0, 0, 0, 0)  # zero bytes
-    assert run.n_blocks == 2 * 4 and run.largest_block == 8
+    for mask in seen[1:]:
+        assert mask.shape == (2, 1, 32, 32) and mask.stride() == (0, 0, 0, 0)  # zero bytes
+    assert run.n_blocks == 2 * 4 and run.largest_block == 8 and run.n_fused == 0
+    assert fused.n_blocks == 0 and fused.n_fused == 2  # nothing reads a pattern: no block builds one
 
 
 def test_automatic_blocks_follow_the_budget(tiny_llama):
@@ -313,7 +317,7 @@ def test_automatic_blocks_follow_the_budget(tiny_llama):
     heads = zoo.info(tiny_llama).n_heads
     budget = 4 * heads * 200 * 4 * 10  # ten query rows of live tensors
     full, _ = run_collecting(tiny_llama, tokens)
-    with torch.no_grad(), attention.blockwise(tiny_llama, budget=budget) as run:
+    with torch.no_grad(), attention.blockwise(tiny_llama, budget=budget, fuse=False) as run:
         logits = tiny_llama(tokens)
     assert run.largest_block == 10 and run.n_blocks == 2 * 20
     assert max_diff(logits, full) <= 1e-6
@@ -459,3 +463,73 @@ def test_a_cache_handed_to_the_layers_as_cache_is_read_and_written_blockwise(tin
             assert cache.get_seq_length() == 20
             step = hf(input_ids=tokens[:, 20:], cache=cache, use_cache=True).logits
     torch.testing.assert_close(step, full[:, 20:], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gemma3"])
+def test_a_pass_whose_pattern_no_hook_reads_runs_fused_with_the_full_path_logits(name):
+    """No pattern where none is read: the layers run one fused kernel (tiny-gemma3's sliding-window layers,
+    whose window is inside the keys, run the blocks), and hook_z still fires, once, on every query."""
+    model = zoo.load(name)
+    tokens = tokens_for(model)
+    full, _ = run_collecting(model, tokens, suffixes=("attn.hook_z",))
+    with torch.no_grad(), attention.blockwise(model, block=7) as run:
+        logits, fired = run_collecting(model, tokens, suffixes=("attn.hook_z",))
+    windowed = sum(1 for block in model.blocks
+                   if getattr(block.attn.original_component, "sliding_window", None) is not None)
+    assert run.n_fused == len(model.blocks) - windowed and run.n_fused > 0
+    assert max_diff(logits, full) <= 1e-5
+    for name_z, seen in fired.items():
+        blocks = [block for block, _ in seen]
+        assert all(b.is_whole for b in blocks) or all(b.size <= 7 for b in blocks), name_z
+
+
+def test_the_key_mass_of_the_fused_path_equals_the_patterns(tiny_llama):
+    """sum_{j in keys} A[q, j] from the kernel's logsumexp and the few key columns, and from a logsumexp
+    computed per block of rows (what a device without that kernel does), equal the explicit pattern's."""
+    torch.manual_seed(0)
+    query, key, value = (torch.randn(2, 3, 50, 8) for _ in range(3))
+    keys = torch.zeros(2, 50, dtype=torch.bool)
+    keys[:, 0] = True
+    keys[1, 7] = True
+    scores = (query @ key.transpose(-2, -1)) * 0.3
+    scores = scores.masked_fill(torch.ones(50, 50, dtype=torch.bool).triu(1), float("-inf"))
+    expected = (torch.softmax(scores, -1) * keys[:, None, None, :]).sum(-1)
+    z, lse = attention._fused(query, key, value, 0.3, True)
+    assert (z - torch.softmax(scores, -1) @ value).abs().max() <= 1e-5
+    state = attention.Blockwise(tiny_llama, 16, 1 << 20)
+    for given in (lse, None):
+        mass = attention._key_mass_from_lse(query, key, given, keys, 0.3, True, state)
+        assert (mass - expected).abs().max() <= 1e-6
+
+
+def test_a_hook_on_the_pattern_keeps_the_blocks_and_the_sink_probe_sees_its_edit(tiny_llama):
+    from workbench import probes
+
+    ds = probes_windows(tiny_llama)
+
+    def halve(pattern, hook):
+        return pattern * 0.5
+
+    edits = [(sites.hook(layer, "attn.hook_pattern"), halve) for layer in range(len(tiny_llama.blocks))]
+    full = probes.sinks(tiny_llama, ds, progress=False, hooks=edits)
+    plain = probes.sinks(tiny_llama, ds, progress=False)
+    with attention.blockwise(tiny_llama, block=7) as run:
+        blocked = probes.sinks(tiny_llama, ds, progress=False, hooks=edits)
+    assert run.n_fused == 0 and run.n_blocks > 0
+    checked = 0
+    for a, b, c in zip(full.rows, blocked.rows, plain.rows):
+        if a["metric"] == "first_token_attention":
+            assert abs(a["value"] - b["value"]) <= 1e-6
+            if a["layer"] == 0:  # (later layers read the edited residual stream)
+                assert abs(a["value"] - 0.5 * c["value"]) <= 1e-6
+                checked += 1
+    assert checked == zoo.info(tiny_llama).n_heads
+
+
+def probes_windows(model):
+    from workbench.core import data
+
+    generator = torch.Generator().manual_seed(1)
+    sequences = [[zoo.info(model).bos_token_id, *torch.randint(7, 250, (39,), generator=generator).tolist()]
+                 for _ in range(3)]
+    return data.Dataset([torch.tensor(s).numpy() for s in sequences], "tokens", "random", {}, None)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench import attention
 from workbench.core import sites
 from workbench.core.data import Dataset
 from workbench.core.errors import check_range
@@ -48,16 +49,16 @@ def sink_by_position(model: Any, data: Dataset, sink: Any = "bos", layers: Any =
     sums = torch.zeros(len(layer_ids), length, dtype=torch.float64)  # per query position
     counts = torch.zeros(length, dtype=torch.float64)
 
-    def on_pattern(layer: int, pattern: torch.Tensor, ctx: PassContext) -> None:
+    def on_mass(layer: int, mass: torch.Tensor, ctx: PassContext) -> None:
         block = ctx.query_block
-        mass = (pattern.float() * ctx.sink[:, None, None, :]).sum(-1).mean(1)  # [b, q]: mean over heads
+        mass = mass.mean(1)  # [b, q]: the attention on the sink, mean over heads
         queries = ctx.queries.float()  # [b, q] of this block
         rows = torch.arange(block.start, block.start + queries.shape[1])
         sums[slot[layer], rows] += (mass * queries).sum(0).double().cpu()
         if slot[layer] == 0:
             counts[rows] += queries.sum(0).double().cpu()
 
-    probe_pass(model, data, [("attn.hook_pattern", on_pattern)], layer_ids, spec, batch_size, progress,
+    probe_pass(model, data, [(attention.KEY_MASS, on_mass)], layer_ids, spec, batch_size, progress,
                desc="sink by position", hooks=hooks)
     edges = position_bins(length, bins)
     rows = []

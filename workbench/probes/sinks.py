@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench import attention
 from workbench.core import sites
 from workbench.core.data import Dataset, str_tokens
 from workbench.core.errors import InputError, check_list, check_range
@@ -80,10 +81,9 @@ def sinks(model: Any, data: Dataset, sink: Any = "bos", eps: Iterable[float] = D
     n_last = torch.zeros(n_layers, dtype=torch.float64)
     uniform = {"sum": 0.0, "count": 0.0}
 
-    def on_pattern(layer: int, pattern: torch.Tensor, batch: PassContext) -> None:
-        i = slot[layer]
+    def on_mass(layer: int, mass: torch.Tensor, batch: PassContext) -> None:
+        i = slot[layer]  # mass [b, h, q]: the attention of each query on the sink keys (never the pattern)
         block = batch.query_block  # blockwise: this block's query rows (batch.queries is cut to them)
-        mass = (pattern.float() * batch.sink[:, None, None, :]).sum(-1)  # [b, h, q]
         queries = batch.queries[:, None, :].float()  # [b, 1, q]
         seen = (mass * queries).sum(-1).double()  # [b, h]
         n_queries = queries.sum(-1).double()  # [b, 1]
@@ -101,7 +101,7 @@ def sinks(model: Any, data: Dataset, sink: Any = "bos", eps: Iterable[float] = D
             uniform["sum"] += float((share[:, block.rows].nan_to_num() * batch.queries).sum())
             uniform["count"] += float(batch.queries.sum())
 
-    probe_pass(model, data, [("attn.hook_pattern", on_pattern)], layer_ids, spec, batch_size, progress,
+    probe_pass(model, data, [(attention.KEY_MASS, on_mass)], layer_ids, spec, batch_size, progress,
                desc="sinks", auto_positions=auto_positions, skip_missing=skip_missing, hooks=hooks)
     if counts[0] == 0:
         raise InputError(f"sink {spec.label} occurs in none of the {len(data)} sequences (or no query sees it)")
