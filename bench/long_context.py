@@ -5,8 +5,10 @@
     .venv/bin/python bench/long_context.py --command run --lengths 8192 --modes blockwise
 
 Every point runs in a fresh process (peak RSS is a process-wide high-water mark): load the model, one
-window of T tokens, then `probes.sinks` on the full path (the attention budget raised so that the plan keeps
-it) or inside `attention.blockwise(model)` (B chosen from the budget). Reported per point: peak RSS of the
+window of T tokens, then `probes.sinks` on the full path (mode `full`: the attention budget raised so that the
+plan keeps it), inside `attention.blockwise(model)` (mode `blockwise`: what a long pass gets by default; B
+chosen from the budget, and a layer whose pattern no hook reads runs fused) or inside
+`attention.blockwise(model, fuse=False)` (mode `explicit`: every layer through its query blocks). Reported per point: peak RSS of the
 whole process, its increment over the loaded model, wall time, tokens/s and the share of the wall time
 spent inside the attention modules (a 16-token warm-up pass runs before the measurement, so first-call
 allocations do not count as growth). The growth exponent is the least-squares slope of log(peak RSS) and of
@@ -94,14 +96,18 @@ def child(mode: str, length: int, model_name: str, threads: int, command: str = 
             return experiment.run(model, inputs, RUN_INTERVENTIONS, batch_size=1, progress=False)
         return probes.sinks(model, inputs, progress=False, batch_size=1)
 
-    with attention.blockwise(model) if mode == "blockwise" else contextlib.nullcontext():
+    def context():
+        if mode == "full":
+            return contextlib.nullcontext()
+        return attention.blockwise(model, fuse=mode == "blockwise")
+
+    with context():
         measured(warmup)  # first-call allocations (and the weights' pages) are not the T curve
     gc.collect()
     loaded = _current_rss_mb()
     _reset_peak_rss()
-    context = attention.blockwise(model) if mode == "blockwise" else contextlib.nullcontext()
     started = time.perf_counter()
-    with context as run:
+    with context() as run:
         result = measured(dataset)
     wall = time.perf_counter() - started
     passes = 1 + len(RUN_INTERVENTIONS) if command == "run" else 1
@@ -114,6 +120,7 @@ def child(mode: str, length: int, model_name: str, threads: int, command: str = 
             "increment_mb": round(_peak_rss_mb() - loaded, 1), "wall_s": round(wall, 3),
             "tokens_per_s": round(passes * length / wall, 1), "attention_share": round(attention_seconds[0] / wall, 3),
             "block": getattr(run, "largest_block", None), "n_blocks": getattr(run, "n_blocks", None),
+            "n_fused": getattr(run, "n_fused", None),
             "full_pattern_estimate_mb": round(attention.full_pattern_bytes(model, 1, length) / 2**20, 1), **value}
 
 
@@ -135,7 +142,8 @@ def main() -> None:
     parser.add_argument("--command", choices=["probe", "run"], default="probe",
                         help="probe: probes.sinks; run: experiment.run with mask-sink, zero-implicit-bias, scale-sink")
     parser.add_argument("--lengths", default="512,1024,2048,4096,8192")
-    parser.add_argument("--modes", default="full,blockwise")
+    parser.add_argument("--modes", default="full,blockwise,explicit",
+                        help="full, blockwise (fused where no hook reads the pattern), explicit (blocks only)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per point")
     parser.add_argument("--out", default=str(OUT / "long_context.json"))
@@ -158,20 +166,20 @@ def main() -> None:
             points.append(point)
             print(f"{mode:9s} T={length:5d}  peak {point['peak_rss_mb']:8.1f} MB  (+{point['increment_mb']:7.1f})  "
                   f"{point['tokens_per_s']:8.1f} tok/s  attention {100 * point['attention_share']:4.1f} %  "
-                  f"block {point['block']}", flush=True)
+                  f"block {point['block']}  fused {point['n_fused']}", flush=True)
     summary = {}
     for mode in modes:
         mine = [p for p in points if p["mode"] == mode]
         summary[mode] = {"exponent_peak_rss": slope([(p["T"], p["peak_rss_mb"]) for p in mine]),
                          "exponent_increment": slope([(p["T"], p["increment_mb"]) for p in mine])}
     by = {(p["mode"], p["T"]): p for p in points}
-    ratios = {t: by[("blockwise", t)]["wall_s"] / by[("full", t)]["wall_s"] for t in lengths
-              if ("blockwise", t) in by and ("full", t) in by}
+    ratios = {f"{mode} T={t}": by[(mode, t)]["wall_s"] / by[("full", t)]["wall_s"] for t in lengths
+              for mode in ("blockwise", "explicit") if (mode, t) in by and ("full", t) in by}
     for mode, fit in summary.items():
         print(f"{mode}: growth exponent of peak RSS {fit['exponent_peak_rss']}, of its increment "
               f"{fit['exponent_increment']}")
-    for t, ratio in ratios.items():
-        print(f"T={t}: blockwise / full wall time {ratio:.2f}")
+    for label, ratio in ratios.items():
+        print(f"{label}: wall time / full {ratio:.2f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     import platform
