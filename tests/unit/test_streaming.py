@@ -393,6 +393,20 @@ def test_an_identity_edit_reproduces_the_stream_and_an_intervention_changes_it(t
     assert np.abs(edited.nll - base).max() > 1e-4
 
 
+def test_a_streaming_intervention_registers_its_hooks_once_per_run(tiny_llama, ids, monkeypatch):
+    """Registering through the bridge walks every hook point: once per run, not once per token."""
+    entered = []
+    hooks = type(tiny_llama).hooks
+
+    def counting(self, *args, **kwargs):
+        entered.append(len(kwargs.get("fwd_hooks", args[0] if args else [])))
+        return hooks(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tiny_llama), "hooks", counting)
+    stream = stream_nll(tiny_llama, ids[:30], Sinks(2, 16), progress=False, intervention="scale-sink:gamma=0.5")
+    assert len(stream.nll) == 29 and len(entered) == 1 and entered[0] > 0
+
+
 def test_dense_streaming_under_an_intervention_equals_one_intervened_forward_pass(tiny_llama, ids):
     from interventions import parse
     from workbench.passes import PassContext, forward
