@@ -162,7 +162,7 @@ def _from_directory(directory: Path, dtype: Any, architecture: str | None):
         family_loader = _config_loader(config)
         if family_loader is not None:  # e.g. ViT / DeiT: the image preprocessing takes the tokenizer's place
             return family_loader(directory, config, dtype)
-        tokenizer = AutoTokenizer.from_pretrained(directory)
+        tokenizer = _tokenizer_with_bos(AutoTokenizer, directory)
     except (OSError, ValueError) as exc:
         raise ModelNotAvailable(f"{directory} is not a loadable model directory: {exc}") from exc
     architecture = architecture or (config.architectures or [""])[0]
@@ -177,6 +177,25 @@ def _from_directory(directory: Path, dtype: Any, architecture: str | None):
     if architecture and not model.config.architectures:
         model.config.architectures = [architecture]
     return model.eval(), tokenizer
+
+
+def _tokenizer_with_bos(auto: Any, directory: Path) -> Any:
+    """The directory's tokenizer, loaded with add_bos_token=True where it names a BOS token: TransformerLens's
+    bridge reloads any other such tokenizer that way (get_tokenizer_with_bos), which cost Qwen2.5's 7 MB
+    tokenizer a second second-long load. The workbench never relies on it: it tokenises with
+    add_special_tokens=False and applies the BOS policy itself."""
+    import json
+
+    try:
+        config = json.loads((Path(directory) / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    if config.get("bos_token") and config.get("add_bos_token") is None:
+        try:
+            return auto.from_pretrained(directory, add_bos_token=True)
+        except ValueError:  # a post-processor that cannot express the BOS token: the bridge keeps the plain one
+            pass
+    return auto.from_pretrained(directory)
 
 
 def _from_hub(hf_id: str, dtype: Any):
