@@ -325,11 +325,11 @@ class ValueEdit(Scoped):
         flows = pattern_edits_flow(model)
         rows = ctx.rows
         out: list[Hook] = []
+        where = self.edit_positions(ctx)  # [b, T]: the keys whose values change
         for layer in self.layer_ids(model):
             key = ("value", id(self), id(ctx), layer)
 
             def on_v(tensor: torch.Tensor, hook: Any, layer: int = layer, key: tuple = key) -> torch.Tensor:
-                where = self.edit_positions(ctx)  # [b, T]
                 original = tensor[rows]
                 proposed = self.new_values(original, ctx, layer, where).to(tensor.dtype)
                 _check_finite(proposed, self, f"layer {layer} (value vectors)")
@@ -341,8 +341,8 @@ class ValueEdit(Scoped):
                 out_tensor[rows] = edited
                 return out_tensor
 
-            def on_pattern(tensor: torch.Tensor, hook: Any, key: tuple = key) -> None:
-                ctx.scratch[key + ("pattern",)] = tensor[rows]
+            def on_columns(weights: torch.Tensor, columns: torch.Tensor, key: tuple = key) -> None:
+                ctx.scratch[key + ("columns",)] = (weights, columns)  # A[q, j] on the edited keys only
 
             def keep(kind: str, key: tuple = key):
                 def read(tensor: torch.Tensor, hook: Any) -> None:
@@ -353,11 +353,13 @@ class ValueEdit(Scoped):
                 view = ctx.for_block()  # blockwise: z and the pattern hold one block of query rows
                 last = view.block is None or view.block.last  # hook_v fired once: keep dv until the last block
                 delta_v = ctx.scratch.pop(key + ("dv",)) if last else ctx.scratch[key + ("dv",)]
-                pattern = ctx.scratch.pop(key + ("pattern",), None)
-                if pattern is None:  # the adapter fires hook_pattern too late: rebuild it from q and k
+                delta_v = delta_v.repeat_interleave(group, dim=2) if group > 1 else delta_v  # [b, T, H, d]
+                found = ctx.scratch.pop(key + ("columns",), None)
+                if found is not None:  # dv is zero off the edited keys: their columns of the pattern suffice
+                    pattern, delta_v = found[0], delta_v[:, found[1]]
+                else:  # the adapter fires hook_pattern too late: rebuild it from q and k
                     pattern = torch.softmax(rebuild_scores(ctx.scratch.pop(key + ("q",)), ctx.scratch.pop(key + ("k",)),
                                                            model_info.causal), dim=-1)
-                delta_v = delta_v.repeat_interleave(group, dim=2) if group > 1 else delta_v  # [b, T, H, d]
                 # (query, head) pairs that must NOT see the new values: restore them
                 queries = torch.ones_like(view.queries) if self.all_queries else view.queries
                 outside = ~(queries[:, :, None] & in_scope_head.to(tensor.device)[None, None, :])  # [b, q, H]
@@ -367,8 +369,8 @@ class ValueEdit(Scoped):
                 return out_tensor
 
             out.append((sites.v(layer), on_v))
-            if flows:
-                out.append((sites.pattern(layer), on_pattern))
+            if flows:  # a KeyReader: on a blockwise pass the layer may run fused and compute just these columns
+                out.append((sites.pattern(layer), attention.KeyReader(where, on_columns, rows=rows, columns=True)))
             else:
                 out += [(sites.q(layer), keep("q")), (sites.k(layer), keep("k"))]
             out.append((sites.z(layer), on_z))

@@ -19,12 +19,13 @@ the mask hid still counts, as on the full path.
 No pattern where none is read: inside `blockwise`, a Llama / Qwen2 / Gemma 3 layer on whose `hook_attn_scores`
 and `hook_pattern` nothing is registered runs one fused kernel (torch's flash attention: memory linear in T,
 no [B, K] block at all; `hook_z` fires once on every query) where its mask is the plain causal one (Gemma's
-sliding-window layers, padding, a cache, softcapping or a caller's 4D mask keep the blocks). A probe that
-reads only the attention on a few keys, sum_{j in S} A[q, j] (the sink's share: `probes.sinks`,
-`sink_by_position`), asks for a `KeyMassReader` (`reading_key_mass`; `passes.probe_pass` with `KEY_MASS`):
-the fused path computes it from the kernel's row logsumexp and the scores of those columns only,
-exp(q.k_j * scale - lse_q); the explicit blocks from the block's pattern after its hooks (an intervention's
-edit included). `blockwise(..., fuse=False)` keeps the explicit blocks everywhere; `n_fused` counts the
+sliding-window layers, padding, a cache, softcapping or a caller's 4D mask keep the blocks). A hook that
+reads only the attention on a few keys (the sink's share, sum_{j in S} A[q, j]: `probes.sinks`,
+`sink_by_position` through `passes.probe_pass` with `KEY_MASS`; the weights A[q, S] a value edit's restore
+term needs) is a `KeyReader` on hook_pattern; `passes.forward` hands it to the layer on a blockwise pass
+(`reading_keys`), and the fused path computes it from the kernel's row logsumexp and the scores of those
+columns only, exp(q.k_j * scale - lse_q); the explicit blocks from the block's pattern after its hooks (an
+intervention's edit included). `blockwise(..., fuse=False)` keeps the explicit blocks everywhere; `n_fused` counts the
 fused calls (what it saves: bench/long_context.py, README "Long context").
 
 Where the block is: `current_block()` returns the `QueryBlock` (start, stop, n_queries) whose hooks are
@@ -643,44 +644,80 @@ def _run_whole(n_queries: int, one_block: Callable[[QueryBlock], torch.Tensor]) 
 
 
 # --------------------------------------------------------------------------------------------------
-# No pattern where none is read: the fused path and the key-mass readers
+# No pattern where none is read: the fused path and the key readers
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class KeyMassReader:
-    """Reads the attention each query puts on a set of keys, sum_{j in keys} A[q, j], without the pattern:
-    `keys` [b, K] bool, `read(mass)` called with [b, head, B] per query block (current_block() set).
-    Registered with `reading_key_mass`; a probe that needs only this (the sink's share) asks for it through
-    `passes.probe_pass(..., [(KEY_MASS, reader)])`."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class KeyReader:
+    """Reads the attention of each query on a few keys without needing the pattern: `keys` [b, K] bool (b: the
+    `rows` of the forward batch it reads); `columns=False`: `read(mass)` with mass [b, head, B] =
+    sum_{j in keys} A[q, j]; `columns=True`: `read(weights, columns)` with weights [b, head, B, C] = A[q, j] on
+    the C key columns any row marks (zero where a row does not mark it). Called per query block
+    (current_block() set).
+
+    A KeyReader is a hook: put `(sites.pattern(layer), reader)` in a hook list. As a TransformerLens hook it
+    reads the pattern it fires on (the full path, or a block). `passes.forward` hands it to the layer instead
+    when the pass runs blockwise (`reading_keys`), so that the layer may run fused and serve it from the
+    kernel's row logsumexp and the scores of its columns only."""
 
     keys: torch.Tensor
-    read: Callable[[torch.Tensor], None]
+    read: Callable[..., None]
+    rows: slice | None = None  # None: every row of the batch
+    columns: bool = False
+
+    def __call__(self, pattern: torch.Tensor, hook: Any = None) -> None:
+        self.from_pattern(pattern)
+
+    def from_pattern(self, pattern: torch.Tensor) -> None:
+        """From a (block's) pattern [batch, head, B, K] after its hooks' edits."""
+        pattern = (pattern if self.rows is None else pattern[self.rows]).float()
+        keys = self.keys[:, :pattern.shape[-1]]
+        if not self.columns:
+            self.read((pattern * keys[:, None, None, :].float()).sum(-1))
+            return
+        columns = torch.nonzero(keys.any(0)).flatten()
+        self.read(pattern[..., columns] * keys[:, columns].float()[:, None, None, :], columns)
+
+    def from_lse(self, query: torch.Tensor, key: torch.Tensor, lse: torch.Tensor | None, scaling: float,
+                 causal: bool, state: Blockwise) -> None:
+        """The fused path: query, key (b, h, T, d) of every row, the rows' logsumexp (b, h, T) or None."""
+        rows = slice(None) if self.rows is None else self.rows
+        weights, columns = _key_weights(query[rows], key[rows], None if lse is None else lse[rows], self.keys,
+                                        scaling, causal, state, summed=not self.columns)
+        if self.columns:
+            self.read(weights, columns)
+        else:
+            self.read(weights)
 
 
-KEY_MASS = "attn.key_mass"  # the probe-pass suffix of a KeyMassReader (not a hook point)
-_KEY_MASS: contextvars.ContextVar[dict[int, tuple[KeyMassReader, ...]]] = contextvars.ContextVar(
-    "sinkbench_key_mass", default=None)
+KEY_MASS = "attn.key_mass"  # probe_pass: a reader of sum_{j in sink} A[q, j] (a KeyReader on hook_pattern)
+_KEY_READERS: contextvars.ContextVar[dict[int, tuple[KeyReader, ...]]] = contextvars.ContextVar(
+    "sinkbench_key_readers", default=None)
 
 
 @contextlib.contextmanager
-def reading_key_mass(readers: dict[torch.nn.Module, list[KeyMassReader]]) -> Iterator[None]:
-    """Key-mass readers per attention module, for the blockwise forwards run inside the context: on the fused
-    path from the row statistics (logsumexp) and the few key columns they read, on the explicit path from the
-    block's pattern after its hooks. The full path (TransformerLens's forward) does not read them: there
-    `probe_pass` reads the pattern through hook_pattern instead."""
-    token = _KEY_MASS.set({**(_KEY_MASS.get() or {}), **{id(module): tuple(found) for module, found in readers.items()}})
+def reading_keys(readers: dict[torch.nn.Module, list[KeyReader]]) -> Iterator[None]:
+    """Key readers per attention module, for the blockwise forwards run inside the context: on the fused path
+    from the row statistics (logsumexp) and the few key columns they read, on the explicit path from the
+    block's pattern after its hooks. The full path (TransformerLens's forward) does not read them: there a
+    KeyReader is registered on hook_pattern instead (passes.forward decides)."""
+    token = _KEY_READERS.set({**(_KEY_READERS.get() or {}),
+                              **{id(module): tuple(found) for module, found in readers.items()}})
     try:
         yield
     finally:
-        _KEY_MASS.reset(token)
+        _KEY_READERS.reset(token)
 
 
-def _serve_key_mass(module: Any, pattern: torch.Tensor, readers: tuple | None = None) -> None:
-    """The explicit path: each reader of `module` gets the weight of the block's pattern (after its hooks'
-    edits) on its keys, [b, h, B]."""
-    for reader in (_KEY_MASS.get() or {}).get(id(module), ()) if readers is None else readers:
-        reader.read((pattern.float() * reader.keys[:, None, None, :pattern.shape[-1]].float()).sum(-1))
+def _key_readers(module: Any) -> tuple[KeyReader, ...]:
+    return (_KEY_READERS.get() or {}).get(id(module), ())
+
+
+def _serve_key_readers(module: Any, pattern: torch.Tensor, readers: tuple | None = None) -> None:
+    """The explicit path: each reader of `module` reads the block's pattern (after its hooks' edits)."""
+    for reader in _key_readers(module) if readers is None else readers:
+        reader.from_pattern(pattern)
 
 
 def _has_hooks(point: Any) -> bool:
@@ -689,12 +726,15 @@ def _has_hooks(point: Any) -> bool:
 
 
 def _fusable(module: Any, state: Blockwise, mask: Any, softcap: Any, window: int | None, causal: bool,
-             dropout: float, n_queries: int, n_keys: int) -> bool:
-    """Whether this attention call may run fused: nothing reads or edits its scores or pattern, and its mask is
-    the structural causal one (no sliding window inside the keys, softcapping, padding, cache offset, dropout
-    or a caller's 4D mask)."""
+             dropout: float, n_queries: int, n_keys: int, readers: tuple = ()) -> bool:
+    """Whether this attention call may run fused: nothing reads or edits its scores or pattern, its key readers
+    read few columns (at most max(64, K / 16): many would make the fused path hold what the blocks avoid),
+    and its mask is the structural causal one (no sliding window inside the keys, softcapping, padding, cache
+    offset, dropout or a caller's 4D mask)."""
     if not state.fuse or _has_hooks(getattr(module, "hook_attn_scores", None)) or \
             _has_hooks(getattr(module, "hook_pattern", None)):
+        return False
+    if any(reader.columns and int(reader.keys.any(0).sum()) > max(64, n_keys // 16) for reader in readers):
         return False
     if softcap is not None or dropout > 0.0 or n_queries != n_keys or (window is not None and window < n_keys):
         return False
@@ -715,20 +755,23 @@ def _fused(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling:
     return z, None
 
 
-def _key_mass_from_lse(query: torch.Tensor, key: torch.Tensor, lse: torch.Tensor | None, keys: torch.Tensor,
-                       scaling: float, causal: bool, state: Blockwise) -> torch.Tensor:
-    """[b, h, T] sum over the marked keys of A[q, j] = exp(q.k_j * scaling - logsumexp_q): the scores of those
-    columns only (and the rows' logsumexp, where the kernel gave none, one block of rows at a time)."""
+def _key_weights(query: torch.Tensor, key: torch.Tensor, lse: torch.Tensor | None, keys: torch.Tensor,
+                 scaling: float, causal: bool, state: Blockwise, summed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A[q, j] = exp(q.k_j * scaling - logsumexp_q) on the key columns any row of `keys` [b, K] marks, zero
+    where a row does not mark one: ([b, h, T, C], columns [C]), or summed over the columns ([b, h, T]) —
+    the scores of those columns only, and the rows' logsumexp, where the kernel gave none, one block of rows
+    at a time (the scores, never the pattern)."""
     batch, n_heads, n_queries, _ = query.shape
     n_keys = key.shape[-2]
     columns = torch.nonzero(keys[:, :n_keys].any(0)).flatten()
-    out = query.new_zeros((batch, n_heads, n_queries), dtype=torch.float32)
+    shape = (batch, n_heads, n_queries) if summed else (batch, n_heads, n_queries, len(columns))
+    out = query.new_zeros(shape, dtype=torch.float32)
     if len(columns) == 0:
-        return out
+        return out, columns
     picked = key[:, :, columns].float()  # (b, h, C, d)
     marked = keys[:, columns].float()[:, None, None, :]  # (b, 1, 1, C)
     size = max(1, min(n_queries, BLOCK_BYTES // (_LIVE_TENSORS * batch * n_heads * max(len(columns), 1) * 4)))
-    if lse is None:  # the rows' logsumexp per block of rows (the scores, never the pattern)
+    if lse is None:
         size = min(size, _rows_within(state.budget, batch, n_heads, n_keys))
     key_t = key.transpose(-2, -1)
     for start in range(0, n_queries, size):
@@ -747,8 +790,8 @@ def _key_mass_from_lse(query: torch.Tensor, key: torch.Tensor, lse: torch.Tensor
         weight = torch.exp(logits) * marked
         if causal:  # a key after the query carries no weight
             weight = weight * (columns[None, :] <= torch.arange(start, stop, device=q.device)[:, None]).float()
-        out[:, :, start:stop] = weight.sum(-1)
-    return out
+        out[:, :, start:stop] = weight.sum(-1) if summed else weight
+    return out, columns
 
 
 # --------------------------------------------------------------------------------------------------
@@ -800,7 +843,7 @@ def _rotary_forward(self: Any, state: Blockwise, *args: Any, **kwargs: Any) -> t
     causal = bool(getattr(self, "is_causal", True))
     key_t = key.transpose(-2, -1)  # (b, nh, hs, K)
     o_weight = getattr(getattr(getattr(self, "o", None), "original_component", None), "weight", None)
-    readers = (_KEY_MASS.get() or {}).get(id(self), ())
+    readers = _key_readers(self)
     dropout = getattr(hf_attn, "attention_dropout", 0.0) if self.training else 0.0
 
     def project(z: torch.Tensor, rows: int) -> torch.Tensor:
@@ -810,11 +853,11 @@ def _rotary_forward(self: Any, state: Blockwise, *args: Any, **kwargs: Any) -> t
             z = z.to(o_weight.dtype)
         return self.o(z)  # hook_z fires on the block: (b, B, nh, hs)
 
-    if _fusable(self, state, attention_mask, softcap, window, causal, dropout, n_queries, n_keys):
+    if _fusable(self, state, attention_mask, softcap, window, causal, dropout, n_queries, n_keys, readers):
         def whole(block: QueryBlock) -> torch.Tensor:
             z, lse = _fused(query, key, value, scaling, causal)
             for reader in readers:
-                reader.read(_key_mass_from_lse(query, key, lse, reader.keys, scaling, causal, state))
+                reader.from_lse(query, key, lse, scaling, causal, state)
             return project(z, n_queries)
 
         state.n_fused += 1
@@ -834,7 +877,7 @@ def _rotary_forward(self: Any, state: Blockwise, *args: Any, **kwargs: Any) -> t
         if dropout > 0.0:
             weights = torch.nn.functional.dropout(weights, p=dropout, training=True)
         weights = self.hook_pattern(weights)
-        _serve_key_mass(self, weights, readers)
+        _serve_key_readers(self, weights, readers)
         if (lo, hi) != (0, n_keys) and not (weights[..., :lo].any() or weights[..., hi:].any()):
             z = torch.matmul(weights[..., lo:hi], value[:, :, lo:hi])  # the other keys carry no weight
         else:  # a hook moved weight onto keys the mask hid: they count, as on the full path
@@ -869,7 +912,7 @@ def _encoder_attention(self: Any, state: Blockwise, hidden_states: torch.Tensor,
         else:  # BERT's
             weights = torch.nn.functional.softmax(scores, dim=-1)
         weights = self.hook_pattern(self._apply_attn_dropout(weights) if self.training else weights)
-        _serve_key_mass(self, weights)
+        _serve_key_readers(self, weights)
         z = torch.matmul(weights, value).transpose(1, 2).reshape(batch, block.size, -1)
         return self.o(z)
 
@@ -931,7 +974,7 @@ def _toy_forward(self: Any, state: Blockwise, x: torch.Tensor) -> torch.Tensor:
         else:
             weights = self.weights(scores, q_block)  # fires hook_sink on the block's rows
         pattern = self.hook_pattern(weights)
-        _serve_key_mass(self, pattern)
+        _serve_key_readers(self, pattern)
         z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)  # (B, rows, nh, hs)
         if self.variant == "gated":
             gate = torch.sigmoid(torch.einsum("btd,hdg->bthg", x[:, block.rows], self.W_G) + self.b_G)

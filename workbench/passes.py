@@ -144,6 +144,13 @@ def forward(model: Any, inputs: Any, hooks: Sequence[Hook] = (), stop_at_layer: 
     pattern fits the budget and blockwise otherwise (workbench.attention.plan), unless the caller opened
     `attention.blockwise(model, ...)` around it."""
     hooks = list(hooks)
+    readers = {}
+    if any(isinstance(fn, attention.KeyReader) for _, fn in hooks) and attention.runs_blockwise(model, inputs):
+        # blockwise: each layer serves its key readers itself (fused where nothing else reads its pattern)
+        for name, fn in hooks:
+            if isinstance(fn, attention.KeyReader):
+                readers.setdefault(model.blocks[_block_of(name)].attn, []).append(fn)
+        hooks = [(name, fn) for name, fn in hooks if not isinstance(fn, attention.KeyReader)]
     n_blocks = len(getattr(model, "blocks", ()))
     before_unembed = stop_at_layer is not None and stop_at_layer >= n_blocks and "ln_final.hook_in" in model.hook_dict
     found: dict[str, Any] = {}
@@ -152,7 +159,7 @@ def forward(model: Any, inputs: Any, hooks: Sequence[Hook] = (), stop_at_layer: 
             found["resid"] = tensor
             raise _Stop
         hooks.append(("ln_final.hook_in", stop))
-    with attention.path(model, inputs), model.hooks(fwd_hooks=hooks):
+    with attention.path(model, inputs), attention.reading_keys(readers), model.hooks(fwd_hooks=hooks):
         if before_unembed:
             try:
                 model(inputs)
@@ -187,20 +194,15 @@ def probe_pass(model: Any, data: Any, readers: Sequence[tuple[str, Reader]], lay
     stop = _stop_layer(model, layers)
     prepared = batches(model, data, batch_size, sink, auto_positions, skip_missing)
     for ctx in progress_bar(prepared, desc=desc, enabled=progress):
-        blockwise = any(suffix == attention.KEY_MASS for suffix, _ in readers) and \
-            attention.runs_blockwise(model, ctx.inputs)
-        readers_now, key_mass = [], {}
+        readers_now = []
         for suffix, fn in readers:
             for layer in layers:
                 name = _hook_name(layer, suffix)
-                if suffix != attention.KEY_MASS:
-                    readers_now.append((name, _reader(fn, layer, ctx, fired, name)))
-                elif blockwise:  # served by the layer's blockwise forward (fused where nothing else reads)
-                    reader = attention.KeyMassReader(ctx.sink, _mass_reader(fn, layer, ctx, fired, name))
-                    key_mass.setdefault(model.blocks[layer].attn, []).append(reader)
+                if suffix == attention.KEY_MASS:  # the sink's share, never the pattern (fused where it can)
+                    readers_now.append((name, attention.KeyReader(ctx.sink, _mass_reader(fn, layer, ctx, fired, name))))
                 else:
-                    readers_now.append((name, _pattern_mass(fn, layer, ctx, fired, name)))
-        with torch.no_grad(), attention.reading_key_mass(key_mass):
+                    readers_now.append((name, _reader(fn, layer, ctx, fired, name)))
+        with torch.no_grad():
             forward(model, ctx.inputs, [*hooks, *readers_now], stop)
         if after_batch is not None:
             after_batch(ctx)
@@ -210,16 +212,17 @@ def probe_pass(model: Any, data: Any, readers: Sequence[tuple[str, Reader]], lay
                          "this activation (load the model with eager attention)")
 
 
+def _block_of(name: str) -> int:
+    """The layer of a hook name `blocks.{l}.attn.hook_pattern` (where a KeyReader sits)."""
+    parts = name.split(".")
+    if len(parts) < 3 or parts[0] != "blocks" or not parts[1].isdigit():
+        raise InputError(f"a KeyReader sits on a layer's hook_pattern (blocks.L.attn.hook_pattern), not on {name!r}")
+    return int(parts[1])
+
+
 def _hook_name(layer: int, suffix: str) -> str:
     """The hook a reader fires on (a KEY_MASS reader: hook_pattern, what the full path reads it from)."""
     return sites.hook(layer, "attn.hook_pattern" if suffix == attention.KEY_MASS else suffix)
-
-
-def _pattern_mass(fn: Reader, layer: int, ctx: PassContext, fired: set[str], name: str):
-    def hook_fn(pattern: torch.Tensor, hook: Any) -> None:
-        fired.add(name)
-        fn(layer, (pattern.detach().float() * ctx.sink[:, None, None, :pattern.shape[-1]]).sum(-1), ctx.for_block())
-    return hook_fn
 
 
 def _mass_reader(fn: Reader, layer: int, ctx: PassContext, fired: set[str], name: str):

@@ -497,9 +497,12 @@ def test_the_key_mass_of_the_fused_path_equals_the_patterns(tiny_llama):
     z, lse = attention._fused(query, key, value, 0.3, True)
     assert (z - torch.softmax(scores, -1) @ value).abs().max() <= 1e-5
     state = attention.Blockwise(tiny_llama, 16, 1 << 20)
+    weights = torch.softmax(scores, -1)[..., [0, 7]] * keys[:, None, None, [0, 7]]
     for given in (lse, None):
-        mass = attention._key_mass_from_lse(query, key, given, keys, 0.3, True, state)
+        mass, columns = attention._key_weights(query, key, given, keys, 0.3, True, state, summed=True)
         assert (mass - expected).abs().max() <= 1e-6
+        each, columns = attention._key_weights(query, key, given, keys, 0.3, True, state, summed=False)
+        assert columns.tolist() == [0, 7] and (each - weights).abs().max() <= 1e-6
 
 
 def test_a_hook_on_the_pattern_keeps_the_blocks_and_the_sink_probe_sees_its_edit(tiny_llama):

@@ -188,3 +188,20 @@ def test_the_length_recipes_stop_at_the_context_and_at_the_longest_of_each_model
     assert recipes_survey_long._lengths(context("smollm2-135m", 8192, params)) == [64, 512, 2048, 8192]
     quick = gallery.recipes()["sink-ratio-vs-length"].quick_params
     assert recipes_survey_long._lengths(context("tiny-llama", 256, quick)) == [16, 32, 64]
+
+
+# fused attention calls of the whole run (2 layers each pass): the baseline and the edited pass, plus
+# patch-values' statistics pass (mean-sink-value's reads patterns, through the blocks); 2 fewer if the edited
+# pass ran the blocks
+FUSED = {"zero-sink-value": 4, "mean-sink-value": 4, "patch-values:source=roll:1,positions=0": 6}
+
+
+@pytest.mark.parametrize("spec", list(FUSED))
+def test_a_value_edit_reads_only_the_edited_keys_columns_and_runs_fused(tiny_llama, spec):
+    """A value edit's restore term needs A[q, j] on the edited keys only (a KeyReader): on a blockwise pass the
+    layers run fused, and the loss, KL and top-1 equal the full path's."""
+    ds = windows(tiny_llama, n=4)
+    full = experiment.run(tiny_llama, ds, [spec], progress=False)
+    with attention.blockwise(tiny_llama, block=7) as run:
+        same_rows(full, experiment.run(tiny_llama, ds, [spec], progress=False))
+    assert run.n_fused == FUSED[spec]
