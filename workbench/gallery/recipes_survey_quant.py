@@ -86,7 +86,7 @@ def _(results: Results, ctx: FigureContext) -> str:
             f"kept in full precision; full precision {base:.2f}. At {low} bits: {at_low}. Right: D_sink = "
             "delta_loss(nothing kept) - delta_loss(kept) with a paired bootstrap 95 % CI over windows. IntactKV "
             "reports LLaMA-2-7B (AWQ INT3 weights) C4 perplexity 8.31 -> 8.18 with the pivot token's KV kept; this "
-            "is a 135M-class model, so compare the direction, not the sizes.")
+            "model is far smaller, so compare the direction, not the sizes.")
 
 
 # --------------------------------------------------------------------------------------------------
