@@ -87,7 +87,7 @@ class StreamIntervention:
 
     A run registers its hooks once (`installed()`: one dispatcher per hook point the intervention uses) and each
     step swaps in that step's hook functions (`step(tokens)`): registering through the bridge walks every hook
-    point of the model, which per token cost more than the step itself."""
+    point of the model, a cost per token that the hooks themselves do not need."""
 
     def __init__(self, model: Any, intervention: Any, ids: Tensor, progress: bool = False):
         self.model, self.intervention = model, intervention
