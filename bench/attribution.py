@@ -8,6 +8,9 @@ zero-head, mask-sink and zero-implicit-bias (the exact sweep is 270 forward pass
     .venv/bin/python bench/attribution.py --modes atp ig --no-verify mask-sink
     .venv/bin/python bench/attribution.py --tradeoff     # also atp* with every layer dropped, ig on one joint
                                                           # path, and ig with 27 and 90 groups (28, 91 passes)
+    .venv/bin/python bench/attribution.py --ceiling      # where the ranking error comes from: ig with every head
+                                                          # on its own path (271 passes: what grouping costs), and
+                                                          # ig at 10 passes under 4 random groupings (seeds 1-4)
 
 Each exact sweep is run once and kept in bench/results/exact_<intervention>.json: the runner reuses a finished
 file made by the same run (model weights, data hash, intervention, metrics, seed), so reruns cost the estimates
@@ -35,6 +38,9 @@ TRADEOFF = {"atp* graddrop=all": ("atp*", {"graddrop": "all"}),
             "ig joint 1x9 steps": ("ig", {"groups": 1, "steps": 9}),
             "ig 27 groups": ("ig", {"groups": 27, "steps": 1}),
             "ig 90 groups": ("ig", {"groups": 90, "steps": 1})}
+# the ceiling of one step per path (no head shares a path: the estimate's own error), and the spread over groupings
+CEILING = {"ig isolated (1 head per path)": ("ig", {"groups": 1 << 20, "steps": 1}),  # capped: every head
+           **{f"ig grouping seed {seed}": ("ig", {"seed": seed}) for seed in (1, 2, 3, 4)}}
 
 
 def _abs(results):
@@ -50,6 +56,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--no-verify", action="store_true", help="skip the verification runs (41 forwards each)")
     parser.add_argument("--tradeoff", action="store_true", help="also the configurations of TRADEOFF")
+    parser.add_argument("--ceiling", action="store_true", help="only the configurations of CEILING")
     args = parser.parse_args()
     torch.manual_seed(0)
     bridge = zoo.load("smollm2-135m")
@@ -63,7 +70,8 @@ def main() -> None:
         exact_seconds = exact.provenance.get("wall_seconds") if exact.provenance.get("reused") else \
             time.perf_counter() - started
         entry: dict = {"exact_seconds": exact_seconds, "modes": {}}
-        configurations = {mode: (mode, {}) for mode in args.modes} | (TRADEOFF if args.tradeoff else {})
+        configurations = CEILING if args.ceiling else \
+            {mode: (mode, {}) for mode in args.modes} | (TRADEOFF if args.tradeoff else {})
         for label, (mode, options) in configurations.items():
             started = time.perf_counter()
             estimate = experiment.attribution_sweep(bridge, dataset, name, progress=False, mode=mode, **options)
@@ -75,7 +83,7 @@ def main() -> None:
                              TARGETS["top10_recall"] and scores["cost_fb"] <= TARGETS["cost_fb"])
             scores["options"] = options
             entry["modes"][label] = scores
-            print(f"{name:<20} {label:<18} Spearman {scores['spearman']:+.3f} (|.| {scores['spearman_abs']:+.3f})  "
+            print(f"{name:<20} {label:<30} Spearman {scores['spearman']:+.3f} (|.| {scores['spearman_abs']:+.3f})  "
                   f"top-10 recall {scores['top10_recall']:.1f}  cost {scores['cost_fb']:g} F+B "
                   f"({estimate.provenance['cost']['forward_passes']:g} F, "
                   f"{estimate.provenance['cost']['backward_passes']:g} B; exact {scores['exact_fb']} F)  "
@@ -95,7 +103,7 @@ def main() -> None:
                       f"{summary['random_above_threshold']:.0f}/20, missed <= {missed['ci_high']:.1f} (95 %)",
                       flush=True)
         report["interventions"][name] = entry
-        save("attribution" + ("_tradeoff" if args.tradeoff else ""), report)  # after each: a killed run keeps them
+        save("attribution" + ("_ceiling" if args.ceiling else "_tradeoff" if args.tradeoff else ""), report)  # after each: a killed run keeps them
 
 
 if __name__ == "__main__":

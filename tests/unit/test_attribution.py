@@ -10,6 +10,7 @@ from workbench.core import data
 from workbench.core.errors import InputError
 from workbench.experiment.attribution import (
     MODES,
+    _groups,
     attribution_sweep,
     spearman,
     top_k_recall,
@@ -153,6 +154,31 @@ def test_ig_groups_are_separate_paths(tiny_llama):
                                                                                          rel=1e-5)
     default = attribution_sweep(tiny_llama, ds, "mask-sink", progress=False, mode="ig")  # 9 groups: capped at 8
     assert default.provenance["groups"] == 8 and default.provenance["steps"] == 1
+
+
+def test_a_grouping_seed_deals_a_random_latin_square(tiny_llama):
+    """seed=None is the cyclic square; a seed shuffles each layer's heads: still one head of every layer per group,
+    other partners, reproducible; the estimate moves with the grouping only, so a few seeds show its spread."""
+    layers, heads = [0, 1, 2, 3], list(range(8))
+    cyclic = _groups(layers, heads, 8)
+    assert cyclic == _groups(layers, heads, 8, None)
+    shuffled = _groups(layers, heads, 8, seed=3)
+    assert shuffled == _groups(layers, heads, 8, seed=3) and shuffled != cyclic
+    for design in (cyclic, shuffled):
+        assert sorted(h for group in design for h in group) == [(la, h) for la in layers for h in heads]
+        assert all(sorted(la for la, _ in group) == layers for group in design)  # one head per layer
+    ds = prompts(tiny_llama, n=3, window=16)
+    runs = [attribution_sweep(tiny_llama, ds, "mask-sink", progress=False, mode="ig", groups=4, seed=seed)
+            for seed in (None, 1, 1)]
+    assert [r["value"] for r in runs[1]] == [r["value"] for r in runs[2]]
+    assert [r["value"] for r in runs[0]] != pytest.approx([r["value"] for r in runs[1]], rel=1e-4)
+    assert runs[1].provenance["grouping_seed"] == 1 and runs[0].provenance["grouping_seed"] is None
+    alone = attribution_sweep(tiny_llama, ds, "mask-sink", progress=False, mode="ig", groups=16, seed=5)
+    assert [r["value"] for r in alone] == pytest.approx(
+        [r["value"] for r in attribution_sweep(tiny_llama, ds, "mask-sink", progress=False, mode="ig", groups=16)],
+        rel=1e-5)  # one head per path: the grouping does not matter
+    with pytest.raises(InputError, match="ig grouping seed"):
+        attribution_sweep(tiny_llama, ds, "mask-sink", mode="ig", seed=-1)
 
 
 def test_atp_star_ranks_heads_at_least_as_well_as_atp_where_graddrop_has_depth(tiny_gemma):

@@ -89,7 +89,7 @@ def check_mode(mode: Any) -> str:
 
 def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: int = 8, progress: bool = True, *,
                       mode: str = "atp", layers: Any = None, heads: Any = None, steps: int = 1, groups: int = 9,
-                      graddrop: int | str | Sequence[int] = 9) -> Results:
+                      graddrop: int | str | Sequence[int] = 9, seed: int | None = None) -> Results:
     """Estimate the per-head sweep of an intervention: rows {"metric": "attribution_delta_loss", "layer", "head",
     "value", "mode", "cost_fb"}, one per (layer, head), keyed like the exact sweep's units.
 
@@ -98,8 +98,10 @@ def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: 
 
     `layers` / `heads` select the heads estimated (default: the intervention's layers, every head), as in
     `sweep`; the intervention itself must leave heads unset. ig: `groups` paths of `steps` quadrature nodes each
-    (Hanna et al. use 5-30 steps); atp*: `graddrop`, the dropped layers (a count, evenly spaced; "all"; or explicit
-    layer ids; 0 = none). Cost: atp 1, atp* 1 + dropped layers, ig 1 + groups x steps (+1 for an intervention
+    (Hanna et al. use 5-30 steps) and `seed`, the grouping (None: the cyclic Latin square; a number: a random
+    one, each layer's heads shuffled, still one head of every layer per group: rerunning with a few seeds shows
+    how much an estimate owes to which heads shared a path); atp*: `graddrop`, the dropped layers (a count,
+    evenly spaced; "all"; or explicit layer ids; 0 = none). Cost: atp 1, atp* 1 + dropped layers, ig 1 + groups x steps (+1 for an intervention
     that needs a first pass of statistics).
     """
     started = time.perf_counter()
@@ -120,6 +122,8 @@ def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: 
     layer_ids = sites.parse_layers(layers, model) if layers is not None else base.layer_ids(model)
     head_ids = sites.parse_heads(heads, model)
     steps = check_range("ig steps", steps, 1, 1000)
+    if seed is not None:
+        seed = check_range("ig grouping seed", seed, 0, (1 << 32) - 1)
     groups = min(check_range("ig groups", groups, 1, 1 << 20), len(layer_ids) * len(head_ids))
     drops = _graddrop_layers(graddrop, layer_ids, model_info.n_layers) if mode == "atp*" else []
     if drops:
@@ -138,7 +142,7 @@ def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: 
         tokens = tokens.to(estimator.device)
         share = tokens.shape[0] / rows_total  # passes are counted over the whole data
         if mode == "ig":
-            plain += estimator.integrated(tokens, index, steps, groups)
+            plain += estimator.integrated(tokens, index, steps, groups, seed)
             cost.forward += share * (groups * steps + 1)
             cost.backward += share * groups * steps
         else:
@@ -162,7 +166,9 @@ def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: 
     n_units = len(layer_ids) * len(head_ids)
     header = provenance(f"attribution:{base.name}", model, data, intervention=base.spec(), mode=mode,
                         mode_description=MODES[mode], batch_size=batch_size,
-                        steps=steps if mode == "ig" else None, groups=groups if mode == "ig" else None, graddrop_layers=list(drops) if mode == "atp*" else None,
+                        steps=steps if mode == "ig" else None, groups=groups if mode == "ig" else None,
+                        grouping_seed=seed if mode == "ig" else None,
+                        graddrop_layers=list(drops) if mode == "atp*" else None,
                         cost={**cost.summary(), "exact_sweep_forward_passes": n_units + 1},
                         wall_seconds=round(time.perf_counter() - started, 3))
     return Results(rows, header)
@@ -316,7 +322,8 @@ class _Estimator:
                 # layers at or above the dropped one: I^(l') = 0 (own layer) or I (never read: see _graddrop_score)
         return first, per_drop
 
-    def integrated(self, tokens: torch.Tensor, index: Sequence[int], steps: int, groups: int) -> torch.Tensor:
+    def integrated(self, tokens: torch.Tensor, index: Sequence[int], steps: int, groups: int,
+                   seed: int | None = None) -> torch.Tensor:
         """sum_k w_k <dL/dz_h |z(alpha_k), dz_h> per head, z(alpha) = z + alpha dz on every head of h's group
         (see `_groups`): the shift is added to the live z, so every head is still recomputed from the residual
         stream the shifted heads below it wrote."""
@@ -329,7 +336,7 @@ class _Estimator:
         del acts
         nodes, weights = np.polynomial.legendre.leggauss(steps)  # on [-1, 1]
         total = torch.zeros(len(self.layers), self.info.n_heads, dtype=torch.float64)
-        for members in _groups(self.layers, self.heads, groups):
+        for members in _groups(self.layers, self.heads, groups, seed):
             masks = {}
             for layer, head in members:
                 masks.setdefault(layer, torch.zeros(self.info.n_heads, dtype=torch.bool, device=self.device))[head] = True
@@ -364,16 +371,20 @@ class _Estimator:
         return out
 
 
-def _groups(layers: Sequence[int], heads: Sequence[int], count: int) -> list[list[tuple[int, int]]]:
+def _groups(layers: Sequence[int], heads: Sequence[int], count: int,
+            seed: int | None = None) -> list[list[tuple[int, int]]]:
     """The heads in scope dealt into `count` groups as a Latin square: head j (its index among `heads`) of the
-    i-th layer takes slot p = i * n + (j + i) mod n (n = len(heads), a bijection), and group p mod count. With
-    count = n, group g holds head (g - i) mod n of layer i: one head of every layer, another one per layer."""
+    i-th layer takes slot p = i * n + (pi_i(j) + i) mod n (n = len(heads), a bijection), and group p mod count,
+    with pi_i the identity, or with `seed` a random permutation per layer. With count = n, group g holds the head
+    pi_i^-1((g - i) mod n) of layer i: one head of every layer, another one per layer."""
     n = len(heads)
     count = min(count, len(layers) * n)
+    rng = np.random.default_rng(seed) if seed is not None else None
     out: list[list[tuple[int, int]]] = [[] for _ in range(count)]
     for i, layer in enumerate(layers):
+        order = rng.permutation(n) if rng is not None else np.arange(n)
         for j, head in enumerate(heads):
-            out[(i * n + (j + i) % n) % count].append((layer, head))
+            out[(i * n + (int(order[j]) + i) % n) % count].append((layer, head))
     return out
 
 
