@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from workbench import attention, zoo
+from workbench.attention import keys as attention_keys
 from workbench.core import sites
 from workbench.core.errors import InputError
 from workbench.passes import PassContext
@@ -494,14 +495,14 @@ def test_the_key_mass_of_the_fused_path_equals_the_patterns(tiny_llama):
     scores = (query @ key.transpose(-2, -1)) * 0.3
     scores = scores.masked_fill(torch.ones(50, 50, dtype=torch.bool).triu(1), float("-inf"))
     expected = (torch.softmax(scores, -1) * keys[:, None, None, :]).sum(-1)
-    z, lse = attention._fused(query, key, value, 0.3, True)
+    z, lse = attention_keys._fused(query, key, value, 0.3, True)
     assert (z - torch.softmax(scores, -1) @ value).abs().max() <= 1e-5
     state = attention.Blockwise(tiny_llama, 16, 1 << 20)
     weights = torch.softmax(scores, -1)[..., [0, 7]] * keys[:, None, None, [0, 7]]
     for given in (lse, None):
-        mass, columns = attention._key_weights(query, key, given, keys, 0.3, True, state, summed=True)
+        mass, columns = attention_keys._key_weights(query, key, given, keys, 0.3, True, state, summed=True)
         assert (mass - expected).abs().max() <= 1e-6
-        each, columns = attention._key_weights(query, key, given, keys, 0.3, True, state, summed=False)
+        each, columns = attention_keys._key_weights(query, key, given, keys, 0.3, True, state, summed=False)
         assert columns.tolist() == [0, 7] and (each - weights).abs().max() <= 1e-6
 
 

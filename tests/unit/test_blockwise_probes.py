@@ -7,6 +7,7 @@ import math
 import pytest
 
 from workbench import attention, experiment, probes, zoo
+from workbench.attention import seam
 from workbench.core import data
 from workbench.core.errors import InputError
 
@@ -98,7 +99,7 @@ def test_the_default_goes_blockwise_by_itself_when_the_full_pattern_would_not_fi
         blocks.append(args[1] if len(args) > 1 else kwargs.get("block"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(attention, "blockwise", spy)
+    monkeypatch.setattr(seam, "blockwise", spy)  # what attention.path calls
     same_rows(full, probes.sinks(tiny_llama, ds, progress=False))
     assert blocks and all(b is not None and b < 200 for b in blocks)
 

@@ -9,6 +9,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("workbench", "interventions")
 
+ATTENTION_ROOMS = ("plan", "blocks", "keys", "families", "seam")
+
 # (importer prefix, imported prefix, why it is forbidden)
 FORBIDDEN = [
     ("workbench.core", "workbench.", "the ground floor imports nothing above it"),
@@ -17,6 +19,9 @@ FORBIDDEN = [
     *[("workbench.attention", above, "the attention path stands on the ground floor (workbench.core) only")
       for above in ("workbench.passes", "workbench.zoo", "workbench.probes", "workbench.experiment",
                     "workbench.streaming", "workbench.toy", "workbench.vision", "workbench.cli", "interventions")],
+    *[(f"workbench.attention.{low}", f"workbench.attention.{high}", "the attention rooms stand in the order plan, "
+       "blocks, keys, families, seam: each imports only those before it")
+      for i, low in enumerate(ATTENTION_ROOMS) for high in ATTENTION_ROOMS[i + 1:]],
     ("workbench.zoo", "workbench.vision", "the zoo imports no family: vision registers its loaders"),
     ("workbench.probes", "interventions", "probes are read-only: they never import the catalogue"),
     ("workbench.probes", "workbench.experiment", "probes never import the runner"),
