@@ -20,6 +20,7 @@ only. Same data as before: 4 windows x 64 tokens of austen, BOS prepended.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -62,7 +63,10 @@ def main() -> None:
     bridge = zoo.load("smollm2-135m")
     dataset = data.corpus_windows(bridge, "austen", window=64, n_windows=4)
     OUT.mkdir(exist_ok=True)
-    report: dict = {"targets": TARGETS, "data": "4 x 64 tokens of austen, BOS prepended", "interventions": {}}
+    name_out = "attribution" + ("_ceiling" if args.ceiling else "_tradeoff" if args.tradeoff else "")
+    earlier = OUT / f"{name_out}.json"  # a run over other interventions keeps the ones measured before
+    kept = json.loads(earlier.read_text()).get("interventions", {}) if earlier.exists() else {}
+    report: dict = {"targets": TARGETS, "data": "4 x 64 tokens of austen, BOS prepended", "interventions": kept}
     for name in args.interventions:
         started = time.perf_counter()
         exact = experiment.sweep(bridge, dataset, name, over="head", progress=False,
@@ -103,7 +107,7 @@ def main() -> None:
                       f"{summary['random_above_threshold']:.0f}/20, missed <= {missed['ci_high']:.1f} (95 %)",
                       flush=True)
         report["interventions"][name] = entry
-        save("attribution" + ("_ceiling" if args.ceiling else "_tradeoff" if args.tradeoff else ""), report)  # after each: a killed run keeps them
+        save(name_out, report)  # after each: a killed run keeps them
 
 
 if __name__ == "__main__":
