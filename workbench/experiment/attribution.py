@@ -42,7 +42,9 @@ L / N. Three estimates of that change (`mode=`):
   live z ranked better than overwriting z_S with clean + alpha dz, which freezes S and cuts every path from a
   head through the later heads of its group (Spearman 0.91 / 0.76 / 0.80 vs 0.85 / 0.74 / 0.76 for
   zero-implicit-bias / mask-sink / zero-head, with the same groups). Which heads share a path still moves the
-  result: two Latin squares differ by up to 0.06 in Spearman and 0.2-0.3 in top-10 recall.
+  result: five Latin squares (`seed`) span 0.81-0.89 / 0.77-0.84 / 0.71-0.82 in Spearman. The sharing is what
+  costs: every head on its own path (groups = heads, 271 passes) ranks at 0.97 / 0.97 / 0.98, 27 groups (28
+  passes) at 0.94 / 0.93 / 0.91 (bench/attribution.py --ceiling, --tradeoff).
 
 Cost (provenance "cost" and the column `cost_fb`): forward and backward passes over the whole data; the cost in
 forward+backward equivalents is max(forwards, backwards), i.e. a forward alone and a backward alone (GradDrop's
