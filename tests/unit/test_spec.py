@@ -65,3 +65,53 @@ heads = "1-2"
 def test_malformed_specs_point_at_the_key(tmp_path, text, message):
     with pytest.raises(InputError, match=message):
         RunSpec.load(write(tmp_path, text))
+
+
+def test_a_sweep_spec_runs_the_attribution_mode_and_groups_it_names(tmp_path):
+    """`attribution = "ig"` with `attribution_groups`: the estimate runs with that many paths (its rows' cost),
+    --explain says what it costs, and an option of another mode is one error naming the key."""
+    path = write(tmp_path, '''
+model = "tiny-llama"
+[data]
+window = 12
+n_windows = 3
+[sweep]
+intervention = "mask-sink"
+over = "head"
+attribution = "ig"
+attribution_groups = 4
+''')
+    spec = RunSpec.load(path)
+    assert "ig, 4 paths x 1 step + the clean pass: up to 5 forward+backward passes" in spec.explain()
+    results = spec.execute(progress=False)
+    estimate = results.filter(metric="attribution_delta_loss")
+    assert len(estimate.rows) == 8 and {r["mode"] for r in estimate} == {"ig"}  # 2 layers x 4 heads
+    assert {r["cost_fb"] for r in estimate} == {5.0}  # 4 groups x 1 step + the clean pass
+    assert -1 <= results.provenance["attribution_spearman"] <= 1
+    assert "atp: 1 forward + 1 backward pass" in RunSpec.load(SPECS / "head-sweep.toml").explain()
+    for text, message in (('attribution = "igg"', r"\[sweep\]\.attribution = 'igg': allowed true \(atp\)"),
+                          ('attribution = "atp*"\nattribution_groups = 4',
+                           r"\[sweep\]\.attribution_groups is an option of attribution = 'ig'"),
+                          ('attribution = "ig"\nattribution_groups = 0', r"\[sweep\]\.attribution_groups")):
+        bad = write(tmp_path, f'model = "tiny-llama"\n[sweep]\nintervention = "mask-sink"\nover = "head"\n{text}\n')
+        with pytest.raises(InputError, match=message):
+            RunSpec.load(bad)
+
+
+def test_the_command_line_names_the_attribution_groups():
+    import argparse
+
+    from workbench.cli import run as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    args = parser.parse_args(["--model", "tiny-llama", "-i", "zero-head", "--sweep", "head", "--attribution", "ig",
+                              "--attribution-groups", "6"])
+    spec = command.spec_from_flags(args)
+    assert spec.sweep["attribution"] == "ig" and spec.attribution_options() == {"groups": 6}
+    with pytest.raises(InputError, match="--attribution needs --sweep head"):
+        command.spec_from_flags(parser.parse_args(["--model", "tiny-llama", "-i", "zero-head",
+                                                   "--attribution-groups", "6"]))
+    with pytest.raises(InputError, match="is an option of attribution = 'ig'"):
+        command.spec_from_flags(parser.parse_args(["--model", "tiny-llama", "-i", "zero-head", "--sweep", "head",
+                                                   "--attribution", "--attribution-groups", "6"]))

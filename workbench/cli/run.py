@@ -16,6 +16,7 @@ EXAMPLE = (
     "  sinkbench run -i \"mask-sink:layers=0-5 + zero-sink-value:layers=6-10\"     # composition\n"
     "  sinkbench run --sweep head -i zero-implicit-bias --attribution --json out/sweep.json   # resumable\n"
     "  sinkbench run --sweep head -i mask-sink --attribution ig       # estimate modes: atp (default), atp*, ig\n"
+    "  sinkbench run --sweep head -i mask-sink --attribution ig --attribution-groups 27   # 28 passes, closer ranks\n"
     "  sinkbench run --sweep head -i zero-head --json out/s.json --executor ray --address auto --workers 8\n"
     "  sinkbench run --model minilm-l6 --sink sep -i mask-sink                     # encoder metrics\n"
     "  sinkbench run --model shapes-vit-reg4 --high-norm top:1 -i mask-sink:sink=reg -i mask-sink:sink=top-norm "
@@ -55,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=["atp", "atp*", "ig"],  # workbench.experiment.attribution.MODES (not imported: --help)
                         help="with --sweep head: also the attribution-patching estimate and its Spearman rho; MODE "
                              "atp (gradient x difference, the default), atp* (+ GradDrop) or ig (integrated gradients)")
+    parser.add_argument("--attribution-groups", type=int, default=None, metavar="G",
+                        help="with --attribution ig: the paths the heads share (default 9, G + 1 passes; more groups "
+                             "rank closer to the exact sweep: bench/attribution.py --tradeoff)")
     parser.add_argument("--no-resume", action="store_true", help="ignore a partial journal of an earlier run")
     parser.add_argument("--force", action="store_true",
                         help="recompute even when --json holds a finished run of the same spec and data")
@@ -121,10 +125,12 @@ def spec_from_flags(args: argparse.Namespace):
         # a plain --attribution stays `attribution = true` (atp) in the spec; other modes are named
         sweep = {"intervention": items[0], "over": args.sweep,
                  "attribution": {None: False, "atp": True}.get(args.attribution, args.attribution)}
+        if args.attribution_groups is not None:
+            sweep["attribution_groups"] = args.attribution_groups
         if args.layers:
             sweep["layers"] = args.layers
     else:
-        if args.attribution:
+        if args.attribution or args.attribution_groups is not None:
             raise InputError("--attribution needs --sweep head")
         run["interventions"] = items
     blob = {"model": args.model, "data": data, "run": run, **({"sweep": sweep} if sweep else {})}

@@ -26,7 +26,8 @@ gamma = 0.25
 [sweep]                                # optional: one intervention per layer or (layer, head)
 intervention = "zero-implicit-bias"
 over = "head"
-attribution = true                     # also estimate it by attribution patching
+attribution = true                     # also estimate it by attribution patching (or "atp*", "ig")
+attribution_groups = 27                # ig only: paths shared by the heads (default 9: 10 passes)
 
 [executor]                             # optional: where the passes run (default "local"; docs/SCALE.md)
 kind = "ray"                           # or the short form: executor = "ray"
@@ -53,7 +54,8 @@ _RUN = {"interventions": list, "intervention": list, "metrics": list, "batch_siz
         "logit_pair": list, "resume": bool, "rows_per_forward": int,
         "attention_block": (int, str)}  # B, "full" or "auto" (workbench.attention.policy)
 _SWEEP = {"intervention": (str, dict), "over": str, "layers": (str, int, list), "heads": (str, int, list),
-          "attribution": (bool, str)}  # true (= atp) or a mode: atp, atp*, ig
+          "attribution": (bool, str),  # true (= atp) or a mode: atp, atp*, ig
+          "attribution_groups": int}  # ig: heads dealt into this many paths (default 9; 27 ranks closer)
 
 
 def _image_model_names() -> set[str]:
@@ -167,12 +169,46 @@ class RunSpec:
             over = self.sweep.get("over", "head")
             if over not in ("layer", "head"):
                 raise InputError(f"{where}: [sweep].over = {over!r}: use 'layer' or 'head'")
+            self._check_attribution(where)
             for key, what in (("layers", "layer"), ("heads", "head")):
                 if key in self.sweep:  # the form now; the range once the model is loaded
                     try:
                         sites._parse_index_spec(self.sweep[key], 1 << 20, what, self.model)
                     except InputError as exc:
                         raise InputError(f"{where}: [sweep].{key}: {exc}") from None
+
+    def attribution_mode(self) -> str | None:
+        """The sweep's attribution mode (None: no estimate; `attribution = true` is atp)."""
+        chosen = (self.sweep or {}).get("attribution")
+        return None if chosen in (None, False) else "atp" if chosen is True else chosen
+
+    def attribution_options(self) -> dict:
+        groups = (self.sweep or {}).get("attribution_groups")
+        return {} if groups is None else {"groups": groups}
+
+    def _check_attribution(self, where: str) -> None:
+        from workbench.core.errors import check_range
+
+        mode = self.attribution_mode()
+        if mode is not None and mode not in ("atp", "atp*", "ig"):  # workbench.experiment.attribution.MODES
+            raise InputError(f"{where}: [sweep].attribution = {mode!r}: allowed true (atp), 'atp', 'atp*', 'ig'")
+        if "attribution_groups" in self.sweep:
+            if mode != "ig":
+                raise InputError(f"{where}: [sweep].attribution_groups is an option of attribution = 'ig' "
+                                 f"(the attribution here is {mode!r})")
+            try:
+                check_range("[sweep].attribution_groups", self.sweep["attribution_groups"], 1, 1 << 20)
+            except InputError as exc:
+                raise InputError(f"{where}: {exc}") from None
+
+    def _attribution_cost(self) -> str:
+        mode = self.attribution_mode()
+        if mode == "ig":
+            groups = self.sweep.get("attribution_groups", 9)
+            return f"ig, {groups} paths x 1 step + the clean pass: up to {groups + 1} forward+backward passes"
+        if mode == "atp*":
+            return "atp* (GradDrop over 9 layers): 1 forward + up to 10 backward passes"
+        return "atp: 1 forward + 1 backward pass"
 
     def interventions(self) -> list:
         from interventions import from_spec, parse
@@ -258,7 +294,7 @@ class RunSpec:
                 pass
             lines.append(f"sweep: {base} over each {over}"
                          f"{' (layers ' + str(self.sweep['layers']) + ')' if 'layers' in self.sweep else ''}"
-                         f"{'; plus an attribution-patching estimate (1 forward + 1 backward per batch)' if self.sweep.get('attribution') else ''}")
+                         f"{'; plus an attribution-patching estimate (' + self._attribution_cost() + ')' if self.attribution_mode() else ''}")
         lines.append("passes: 1 baseline pass" + (f" + {len(units)} intervention pass(es): " +
                      "; ".join(str(u) for u in units) if units else "") + f", batch size {batch}")
         needs_first_pass = [str(u) for u in units if needs_statistics(u)]
@@ -305,9 +341,9 @@ class RunSpec:
                             heads=self.sweep.get("heads"), out=out, **options)
             reused = results.provenance.get("reused") and \
                 results.filter(metric="attribution_delta_loss", empty_ok=True).rows
-            if self.sweep.get("attribution") and not reused:
-                mode = self.sweep["attribution"] if isinstance(self.sweep["attribution"], str) else "atp"
-                estimate = attribution_sweep(model, dataset, base, options["batch_size"], progress, mode=mode)
+            if self.attribution_mode() and not reused:
+                estimate = attribution_sweep(model, dataset, base, options["batch_size"], progress,
+                                             mode=self.attribution_mode(), **self.attribution_options())
                 rho = spearman(estimate, results) if self.sweep.get("over", "head") == "head" else None
                 results = results + estimate
                 results.provenance["attribution_spearman"] = rho
