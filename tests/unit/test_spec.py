@@ -115,3 +115,15 @@ def test_the_command_line_names_the_attribution_groups():
     with pytest.raises(InputError, match="is an option of attribution = 'ig'"):
         command.spec_from_flags(parser.parse_args(["--model", "tiny-llama", "-i", "zero-head", "--sweep", "head",
                                                    "--attribution", "--attribution-groups", "6"]))
+
+
+def test_the_module_docstring_example_is_a_valid_spec():
+    import tomllib
+
+    from workbench.experiment import spec as module
+
+    doc = module.__doc__
+    start = doc.index("```toml") + len("```toml")
+    example = RunSpec.from_dict(tomllib.loads(doc[start:doc.index("```", start)]), "<docstring>")
+    assert example.attribution_mode() == "ig" and example.attribution_options() == {"groups": 27}
+    assert "ig, 27 paths x 1 step" in example.explain()

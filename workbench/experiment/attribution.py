@@ -103,8 +103,8 @@ def attribution_sweep(model: Any, data: Dataset, intervention: Any, batch_size: 
     (Hanna et al. use 5-30 steps) and `seed`, the grouping (None: the cyclic Latin square; a number: a random
     one, each layer's heads shuffled, still one head of every layer per group: rerunning with a few seeds shows
     how much an estimate owes to which heads shared a path); atp*: `graddrop`, the dropped layers (a count,
-    evenly spaced; "all"; or explicit layer ids; 0 = none). Cost: atp 1, atp* 1 + dropped layers, ig 1 + groups x steps (+1 for an intervention
-    that needs a first pass of statistics).
+    evenly spaced; "all"; or explicit layer ids; 0 = none). Cost: atp 1, atp* 1 + dropped layers, ig 1 + groups
+    x steps (+1 for an intervention that needs a first pass of statistics).
     """
     started = time.perf_counter()
     mode = check_mode(mode)

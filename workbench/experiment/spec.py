@@ -26,7 +26,7 @@ gamma = 0.25
 [sweep]                                # optional: one intervention per layer or (layer, head)
 intervention = "zero-implicit-bias"
 over = "head"
-attribution = true                     # also estimate it by attribution patching (or "atp*", "ig")
+attribution = "ig"                     # also estimate it by attribution patching (true = "atp"; "atp*")
 attribution_groups = 27                # ig only: paths shared by the heads (default 9: 10 passes)
 
 [executor]                             # optional: where the passes run (default "local"; docs/SCALE.md)
