@@ -66,6 +66,15 @@ def test_reference_compare_equals_the_separate_metrics():
     assert torch.allclose(kl, metrics.kl_per_token(base, new), atol=1e-5)  # sum p log p - sum p log q: ~1e-6
     assert torch.equal(agree, metrics.top1_agreement(base, new))
     assert metrics.Reference.of(base).compare(base, tokens)[1].max() < 1e-5  # KL of the baseline to itself
+    assert torch.equal(agree, (new.argmax(-1) == base.argmax(-1)).float())  # no ties: the plain argmax test
+
+
+def test_top1_agreement_counts_a_tie_for_the_top_as_agreement():
+    base = torch.tensor([[[0.0, 3.0, 1.0], [2.0, 0.0, 1.0], [0.0, 1.0, 5.0]]])  # top tokens 1, 0, 2
+    new = torch.tensor([[[3.0, 3.0, 0.0], [0.0, 2.0, 1.0], [4.0, 1.0, 4.0]]])  # 0 ties 1; 1 wins; 0 ties 2
+    assert metrics.top1_agreement(base, new).tolist() == [[1.0, 0.0, 1.0]]
+    _, _, agree = metrics.Reference.of(base).compare(new, torch.zeros(1, 3, dtype=torch.long))
+    assert agree.tolist() == [[1.0, 0.0, 1.0]]
 
 
 def test_spearman_needs_no_scipy_and_handles_ties_and_missing_values():

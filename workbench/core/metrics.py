@@ -9,7 +9,8 @@ Definitions (each the mean over every counted token of every sequence, i.e. what
 - loss: next-token cross-entropy -log p(x_{t+1} | x_<=t), t = 0..T-2; perplexity = exp(loss);
 - delta_loss: intervened loss - baseline loss on the same tokens;
 - kl: KL(P_baseline || P_intervened) of the next-token distributions, per position, in nats;
-- top1_agreement: fraction of positions where the intervened argmax equals the baseline argmax;
+- top1_agreement: fraction of positions where the baseline's top token (its argmax) is still a top token of the
+  intervened distribution (a tie for the top counts as agreement);
 - logit_diff: logit[a] - logit[b] at the last position (a token pair given by the user);
 - embedding_cosine (encoders): cosine similarity of the mean-pooled final residual stream to the
   baseline's (what sentence-embedding models such as all-MiniLM-L6-v2 are for).
@@ -65,13 +66,19 @@ class Reference:
         (KL as sum p log p - sum p log q; float32 rounding ~1e-6 nats, see tests/unit/test_metrics.py)."""
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         nll = -logprobs[:, :-1].gather(-1, tokens[:, 1:, None].to(logprobs.device)).squeeze(-1)
-        kl = (self.neg_entropy - torch.linalg.vecdot(self.probs, logprobs)).clamp_min(0.0)
-        return nll, kl, (logits.argmax(-1) == self.argmax).float()
+        kl = (self.neg_entropy - torch.linalg.vecdot(self.probs, logprobs)).clamp_min(0.0)  # (a matmul: 40x the
+        # float32 error at V = 49k); the top-1 test as gather >= amax: ~3x faster than argmax on the CPU
+        return nll, kl, _still_top(logprobs, self.argmax)
+
+
+def _still_top(logits: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
+    """1.0 where token `top` [batch, T] has the largest value of `logits` [batch, T, V] (ties count), else 0.0."""
+    return (logits.gather(-1, top[..., None].to(logits.device)).squeeze(-1) >= logits.amax(-1)).float()
 
 
 def top1_agreement(base_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """1.0 where the argmax token is unchanged, [batch, T]."""
-    return (base_logits.argmax(-1) == logits.argmax(-1)).float()
+    """1.0 where the baseline's argmax token is still a top token of `logits` (a tie counts), [batch, T]."""
+    return _still_top(logits, base_logits.argmax(-1))
 
 
 def logit_diff(logits: torch.Tensor, pair: tuple[int, int]) -> torch.Tensor:
