@@ -127,3 +127,21 @@ def test_the_module_docstring_example_is_a_valid_spec():
     example = RunSpec.from_dict(tomllib.loads(doc[start:doc.index("```", start)]), "<docstring>")
     assert example.attribution_mode() == "ig" and example.attribution_options() == {"groups": 27}
     assert "ig, 27 paths x 1 step" in example.explain()
+
+
+def test_the_spec_and_the_command_line_know_the_attribution_modes_and_defaults():
+    """The spec (torch-free) and `sinkbench run --attribution` copy attribution.MODES and attribution_sweep's
+    defaults: they stay equal."""
+    import argparse
+    import inspect
+
+    from workbench.cli import run as command
+    from workbench.experiment import attribution, spec
+
+    assert spec.ATTRIBUTION_MODES == tuple(attribution.MODES)
+    defaults = inspect.signature(attribution.attribution_sweep).parameters
+    assert (spec.IG_GROUPS, spec.GRADDROP_LAYERS) == (defaults["groups"].default, defaults["graddrop"].default)
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    choices = next(a.choices for a in parser._actions if "--attribution" in a.option_strings)
+    assert tuple(choices) == spec.ATTRIBUTION_MODES

@@ -45,7 +45,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from workbench.core.errors import InputError, WorkbenchError
+from workbench.core.errors import InputError, WorkbenchError, check_range
 
 _TOP = {"model", "device", "data", "run", "sweep", "executor"}
 _DATA = {"corpus": str, "document": str, "text_file": str, "jsonl": str, "prompts": str, "window": int,
@@ -53,6 +53,11 @@ _DATA = {"corpus": str, "document": str, "text_file": str, "jsonl": str, "prompt
 _RUN = {"interventions": list, "intervention": list, "metrics": list, "batch_size": int, "seed": int, "out": str,
         "logit_pair": list, "resume": bool, "rows_per_forward": int,
         "attention_block": (int, str)}  # B, "full" or "auto" (workbench.attention.policy)
+# attribution.MODES and attribution_sweep's defaults, kept here so that loading a spec imports no torch
+# (tests/unit/test_spec.py holds them equal)
+ATTRIBUTION_MODES = ("atp", "atp*", "ig")
+IG_GROUPS = 9
+GRADDROP_LAYERS = 9
 _SWEEP = {"intervention": (str, dict), "over": str, "layers": (str, int, list), "heads": (str, int, list),
           "attribution": (bool, str),  # true (= atp) or a mode: atp, atp*, ig
           "attribution_groups": int}  # ig: heads dealt into this many paths (default 9; 27 ranks closer)
@@ -187,11 +192,10 @@ class RunSpec:
         return {} if groups is None else {"groups": groups}
 
     def _check_attribution(self, where: str) -> None:
-        from workbench.core.errors import check_range
-
         mode = self.attribution_mode()
-        if mode is not None and mode not in ("atp", "atp*", "ig"):  # workbench.experiment.attribution.MODES
-            raise InputError(f"{where}: [sweep].attribution = {mode!r}: allowed true (atp), 'atp', 'atp*', 'ig'")
+        if mode is not None and mode not in ATTRIBUTION_MODES:
+            raise InputError(f"{where}: [sweep].attribution = {mode!r}: allowed true (atp), "
+                             f"{', '.join(repr(m) for m in ATTRIBUTION_MODES)}")
         if "attribution_groups" in self.sweep:
             if mode != "ig":
                 raise InputError(f"{where}: [sweep].attribution_groups is an option of attribution = 'ig' "
@@ -204,10 +208,11 @@ class RunSpec:
     def _attribution_cost(self) -> str:
         mode = self.attribution_mode()
         if mode == "ig":
-            groups = self.sweep.get("attribution_groups", 9)
+            groups = self.sweep.get("attribution_groups", IG_GROUPS)
             return f"ig, {groups} paths x 1 step + the clean pass: up to {groups + 1} forward+backward passes"
         if mode == "atp*":
-            return "atp* (GradDrop over 9 layers): 1 forward + up to 10 backward passes"
+            return (f"atp* (GradDrop over {GRADDROP_LAYERS} layers): 1 forward + up to {GRADDROP_LAYERS + 1} "
+                    "backward passes")
         return "atp: 1 forward + 1 backward pass"
 
     def interventions(self) -> list:
