@@ -46,7 +46,10 @@ class ScaleSink(AttentionEdit):
             raise InputError(f"scale-sink: gamma = {gamma!r} must be >= 0 (0 = mask the sink)")
 
     def edit(self, pattern, ctx, layer, scores=None):
-        scaled = torch.where(sink_columns(ctx), pattern * self.gamma, pattern)
+        # [b, 1, 1, k] weights in the dtype a scalar product computes in: the same numbers as where(sink, A * gamma, A)
+        gamma = torch.tensor(self.gamma, dtype=torch.promote_types(pattern.dtype, torch.float32), device=pattern.device)
+        weights = torch.where(sink_columns(ctx), gamma, 1.0)
+        scaled = (pattern * weights).to(pattern.dtype)
         return renormalise(pattern, scaled, in_scope_rows(ctx)), None
 
 

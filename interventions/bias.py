@@ -28,7 +28,7 @@ class ZeroImplicitBias(AttentionEdit):
     """A[q, s] := 0 for queries in scope, without renormalisation: the head output loses exactly A[q, s] v_s."""
 
     def edit(self, pattern, ctx, layer, scores=None):
-        return torch.where(sink_columns(ctx) & in_scope_rows(ctx), torch.zeros_like(pattern), pattern), None
+        return pattern.masked_fill(sink_columns(ctx) & in_scope_rows(ctx), 0.0), None
 
 
 def fixed_positions(iv: Any, model: Any) -> tuple[int, ...]:

@@ -245,6 +245,72 @@ def test_nan_is_caught_and_named_with_its_layer(tiny_llama):
         experiment.run(tiny_llama, prompts(tiny_llama), ["test-nan-at-layer-one:layers=1"], progress=False)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_one_nonfinite_entry_is_caught_by_the_finite_check(bad):
+    from interventions.mechanisms import _check_finite
+
+    pattern = torch.rand(2, 3, 5, 5)
+    _check_finite(pattern, "x", "layer 0")
+    pattern[1, 2, 4, 3] = bad
+    with pytest.raises(InterventionError, match="x produced NaN/inf at layer 0"):
+        _check_finite(pattern, "x", "layer 0")
+    both = torch.rand(2, 3, 5, 5)
+    both[0, 0, 0, 0], both[1, 1, 1, 1] = float("inf"), -float("inf")  # a sum of NaN
+    with pytest.raises(InterventionError):
+        _check_finite(both, "x", "layer 0")
+
+
+def test_finite_entries_whose_sum_overflows_pass_the_finite_check():
+    from interventions.mechanisms import _check_finite
+
+    big = torch.full((4, 4), 3e38)  # every entry finite; the float32 sum is inf
+    assert not torch.isfinite(big.sum())
+    _check_finite(big, "x", "layer 0")
+
+
+@pytest.mark.parametrize("per_head", [False, True])
+def test_renormalise_rescales_rows_in_scope_and_leaves_the_others(per_head):
+    from interventions.attention import renormalise
+
+    torch.manual_seed(0)
+    pattern = torch.softmax(torch.randn(2, 3, 6, 6), -1)
+    pattern[:, :, 2] = 0.0
+    pattern[:, :, 2, 0] = 1.0  # a row whose whole mass sits on the sink
+    sink = torch.zeros(2, 1, 1, 6, dtype=torch.bool)
+    sink[..., 0] = True
+    rows = torch.ones(2, 3 if per_head else 1, 6, 1, dtype=torch.bool)
+    rows[:, :, 0] = False
+    rows[1, :, 4] = False
+    new = renormalise(pattern, pattern * ~sink, rows)
+    assert new.dtype == pattern.dtype and new.shape == pattern.shape
+    scaled = rows.expand(2, 3, 6, 1)[..., 0].clone()
+    scaled[:, :, 2] = False
+    assert torch.equal(new[~scaled], pattern[~scaled])  # out of scope, or nothing left to rescale: unchanged
+    assert torch.allclose(new[scaled].sum(-1), torch.ones(int(scaled.sum())), atol=1e-6)
+    assert (new[scaled][:, 0] == 0).all()
+    ratio = new[scaled][:, 1:] / pattern[scaled][:, 1:]
+    assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), rtol=1e-5)  # the other keys keep their ratios
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_scale_sink_is_the_renormalised_scalar_product_in_every_dtype(dtype):
+    from interventions.attention import ScaleSink, renormalise
+    from workbench.passes import PassContext
+
+    torch.manual_seed(1)
+    pattern = torch.softmax(torch.randn(2, 3, 8, 8, dtype=torch.float64), -1).to(dtype)
+    sink = torch.zeros(2, 8, dtype=torch.bool)
+    sink[:, 0] = True
+    sink[1, 3] = True
+    queries = torch.ones(2, 8, dtype=torch.bool)
+    queries[:, 0] = False
+    ctx = PassContext(None, torch.zeros(2, 8, dtype=torch.long), slice(0, 2), sink, queries, None)
+    for gamma in (0.3, 0.0, 2.7):
+        scaled = torch.where(sink[:, None, None, :], pattern * gamma, pattern)
+        expected = renormalise(pattern, scaled, queries[:, None, :, None])
+        assert torch.equal(ScaleSink(gamma=gamma).edit(pattern, ctx, 0)[0], expected)
+
+
 def test_metrics_that_mean_nothing_are_refused(tiny_bert, tiny_llama):
     with pytest.raises(InputError, match="means nothing on tiny-bert"):
         experiment.run(tiny_bert, prompts(tiny_bert), ["mask-sink"], metrics=["loss"], progress=False)
