@@ -8,6 +8,9 @@ Everything is timed in interleaved A/B rounds, so machine noise hits both sides 
 candidate runs once (single passes: the plain forward and each intervention; sweep: the plain forwards and a
 sweep of as many units). Reported: per candidate the median time over rounds and the median over rounds of its
 ratio to the plain forward of the same round (what the README quotes); min/max show the spread.
+Also reported, per intervention: the share of its pass spent inside its own hooks (each hook wrapped in a timer,
+median over passes). That share is a floor under the overhead which the machine's noise barely moves (the
+interleaved ratios of a 3 s pass spread by +-15 % on a 2-core VM).
 The sweep rounds sweep zero-head over every layer and heads 0-1 (60 units: every layer's hooks, ~1/4.5 of the
 270-unit sweep, so a round stays short); `--full-sweep` also times the whole 270-unit sweep once, unpaired.
 """
@@ -24,8 +27,39 @@ from _common import interleaved_times, plain_forward, save, setup
 
 from workbench import experiment
 from workbench.core import data
+from workbench.experiment.runner import as_intervention
+from workbench.passes import PassContext
 
 SINGLE = ("mask-sink", "zero-implicit-bias", "zero-sink-value", "zero-head:layers=15,heads=4")
+
+
+def hook_share(bridge, name: str, tokens: torch.Tensor, passes: int = 4) -> dict:
+    """Seconds inside the intervention's hooks per pass, and their share of the pass (median over `passes`
+    after one warm-up): each hook is wrapped in a timer, so this is the edit's own cost, not the noise."""
+    intervention = as_intervention(name)
+    intervention.validate(bridge)
+    spent = [0.0]
+
+    def timed(fn: Callable) -> Callable:
+        def wrapper(tensor: torch.Tensor, hook) -> torch.Tensor | None:
+            started = time.perf_counter()
+            result = fn(tensor, hook)
+            spent[0] += time.perf_counter() - started
+            return result
+        return wrapper
+
+    measured = []
+    for _ in range(passes + 1):
+        ctx = PassContext.of(bridge, tokens, intervention.sink_spec() if intervention.sink_aware else "bos", None)
+        hooks = [(where, timed(fn)) for where, fn in intervention.hooks(bridge, ctx)]
+        spent[0] = 0.0
+        started = time.perf_counter()
+        with torch.no_grad(), bridge.hooks(fwd_hooks=hooks):
+            bridge(tokens)
+        measured.append((spent[0], time.perf_counter() - started))
+    measured = measured[1:]
+    return {"hook_s": statistics.median(h for h, _ in measured), "pass_s": statistics.median(p for _, p in measured),
+            "share": statistics.median(h / p for h, p in measured)}
 
 
 def paired_rounds(candidates: dict[str, Callable[[], None]], reference: str, rounds: int,
@@ -65,6 +99,11 @@ def main() -> None:
         print(f"  {name:<30} {t['median_s']:.3f} s   x{t['ratio_median']:.2f} [{t['ratio_min']:.2f}-"
               f"{t['ratio_max']:.2f}]")
 
+    shares = {name: hook_share(bridge, name, tokens) for name in SINGLE}
+    print("time inside each intervention's own hooks (median of 4 passes): ms per pass, share of the pass")
+    for name, t in shares.items():
+        print(f"  {name:<30} {t['hook_s'] * 1e3:.0f} ms   {t['share']:.1%}")
+
     small = data.corpus_windows(bridge, "austen", window=64, n_windows=4)
     small_tokens = small.tensor()
     swept_units: list[int] = []
@@ -99,7 +138,7 @@ def main() -> None:
         full = {"units": n, "seconds": seconds,
                 "throughput_vs_plain": n * paired[f"{units}_plain_forwards"]["median_s"] / units / seconds}
         print(f"full sweep (unpaired): {n} units in {seconds:.1f} s -> {full['throughput_vs_plain']:.0%}")
-    save("intervention_overhead", {"single_pass": timings,
+    save("intervention_overhead", {"single_pass": timings, "hook_share": shares,
                                    "single_pass_ratio": {k: v["ratio_median"] for k, v in timings.items()},
                                    "sweep": {"units": units, "rounds": paired, "throughput_vs_plain": throughput,
                                              "full": full},
