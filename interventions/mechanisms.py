@@ -37,6 +37,7 @@ from interventions.protocol import Intervention
 from workbench import attention
 from workbench.core import sites
 from workbench.core.errors import InputError, InterventionError
+from workbench.core.metrics import all_finite
 from workbench.core.modelinfo import info
 from workbench.core.sites import SinkSpec
 from workbench.passes import Hook, PassContext
@@ -65,12 +66,8 @@ def pattern_edits_flow(model: Any) -> bool:
 
 
 def _check_finite(tensor: torch.Tensor, who: Intervention, where: str) -> None:
-    """Raise if any entry is NaN or +-inf. A sum holding a NaN or an inf is not finite, so a finite sum proves
-    every entry finite (one read of the tensor, ~25x faster than isfinite().all() on a [8, 9, 128, 128]
-    pattern); only a sum that is not finite (or overflowed) takes the entrywise check."""
-    if bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all()):
-        return
-    raise InterventionError(f"intervention {who} produced NaN/inf at {where}; check its parameters")
+    if not all_finite(tensor):
+        raise InterventionError(f"intervention {who} produced NaN/inf at {where}; check its parameters")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -262,10 +262,14 @@ def test_one_nonfinite_entry_is_caught_by_the_finite_check(bad):
 
 def test_finite_entries_whose_sum_overflows_pass_the_finite_check():
     from interventions.mechanisms import _check_finite
+    from workbench.core.metrics import all_finite
 
     big = torch.full((4, 4), 3e38)  # every entry finite; the float32 sum is inf
     assert not torch.isfinite(big.sum())
     _check_finite(big, "x", "layer 0")
+    assert all_finite(big) and all_finite(big.half().clamp(max=6e4))  # float16: the sum overflows too
+    big[2, 1] = float("nan")
+    assert not all_finite(big)
 
 
 @pytest.mark.parametrize("per_head", [False, True])

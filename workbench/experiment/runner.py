@@ -44,7 +44,7 @@ from workbench import attention
 from workbench.core import sites
 from workbench.core.data import Dataset
 from workbench.core.errors import InputError, InterventionError, check_list, check_number, check_range
-from workbench.core.metrics import SequenceStats
+from workbench.core.metrics import SequenceStats, all_finite
 from workbench.core.modelinfo import info
 from workbench.core.progress import progress_bar
 from workbench.core.results import Results, ResultStore, cached, check_output_path, provenance
@@ -167,7 +167,7 @@ def _first_nonfinite_layer(model: Any, unit: Unit, tokens: torch.Tensor, inputs:
 
     def check(layer: int):
         def fn(tensor: torch.Tensor, hook: Any) -> None:
-            if not seen and not torch.isfinite(tensor).all():
+            if not seen and not all_finite(tensor):
                 seen.append(layer)
         return fn
 
@@ -231,7 +231,7 @@ class _Passes:
             output = self.scorer.outputs(self.model, inputs, [])
         if tick is not None:
             tick()
-        if not torch.isfinite(output).all():
+        if not all_finite(output):
             raise InterventionError(f"the baseline forward pass of {self.model_info.name} is not finite")
         if self.keep_baseline:
             self._baseline[b] = output
@@ -270,7 +270,7 @@ class _Passes:
                     tick()
                 for j, unit in enumerate(stacked):
                     piece = output[j * n:(j + 1) * n]
-                    if not torch.isfinite(piece.float().sum()):  # NaN/inf propagate into the sum; one cheap pass
+                    if not all_finite(piece):
                         layer = _first_nonfinite_layer(model, unit, tokens, inputs, states.get(unit.key), index)
                         where = f" (first non-finite residual stream after layer {layer})" if layer is not None else ""
                         raise InterventionError(f"intervention {unit.key} produced NaN/inf outputs{where}")
